@@ -1,0 +1,1 @@
+"""quantwm: how post-training quantization makes visual world models fail at planning."""

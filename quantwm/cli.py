@@ -1,0 +1,125 @@
+"""`quantwm` command line: data, train, eval. Thin: parses arguments and calls the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from quantwm.envs import ENV_NAMES
+from quantwm.planning import PLANNERS
+from quantwm.runtime import configure_runtime
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    from quantwm.envs.dataset import DEFAULT_DATASETS, dataset_dir, generate_dataset
+
+    cfg = DEFAULT_DATASETS[args.env]
+    cfg = replace(cfg, **{k: v for k, v in (("n_episodes", args.episodes), ("seed", args.seed)) if v is not None})
+    out = generate_dataset(cfg, Path(args.out) if args.out else dataset_dir(args.env), progress=print)
+    print(f"wrote {out}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from quantwm.envs.dataset import dataset_dir
+    from quantwm.models.checkpoint import shipped_checkpoint
+    from quantwm.training.trainer import TrainConfig, train
+
+    cfg = TrainConfig(
+        env=args.env, data_dir=Path(args.data_dir) if args.data_dir else dataset_dir(args.env),
+        run_dir=Path(args.run_dir or f"cache/runs/{args.env}"), out=Path(args.out) if args.out else shipped_checkpoint(args.env),
+        seed=args.seed, steps_scale=args.steps_scale, command="quantwm " + shlex.join(sys.argv[1:]),
+    )
+    train(cfg)
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from quantwm.experiment import evaluate, load_model
+
+    model = load_model(args.env, args.checkpoint, args.device)
+    overrides = {"samples": args.samples, "topk": args.topk, "opt_steps": args.opt_steps, "horizon": args.horizon, "budget": args.budget}
+    planners = [args.planner, "do_nothing"] + (["random"] if args.random_baseline else [])
+    results = []
+    for planner in planners:
+        res = evaluate(model, args.env, planner, args.episodes, args.seed, batch_size=args.batch_episodes,
+                       progress=(lambda r: print(f"  episode {r.index}: success={r.success} dist={r.state_distance:.2f} "
+                                                 f"objective={r.final_objective:.4f} {r.wall_time_s:.1f}s", flush=True))
+                       if planner == args.planner and not args.quiet else None,
+                       **(overrides if planner == args.planner else {"budget": args.budget, "horizon": args.horizon}))
+        s = res.summary()
+        print(f"{args.env} {planner}: success {s['success_rate']:.2f} over {s['episodes']} episodes, mean state distance "
+              f"{s['mean_state_distance']:.2f}, median episode {s['median_episode_s']:.2f}s, total {s['wall_time_s']:.1f}s",
+              flush=True)
+        results.append(res)
+    if args.json:
+        out = {"command": "quantwm " + shlex.join(sys.argv[1:]),
+               "results": [{"summary": r.summary(), "episodes": [e.to_json() for e in r.records]} for r in results]}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out))
+        print(f"wrote {args.json}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quantwm", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="generate an environment's dataset (train / val / calib splits) under cache/data")
+    d.add_argument("--env", required=True, choices=ENV_NAMES)
+    d.add_argument("--episodes", type=_positive)
+    d.add_argument("--seed", type=int)
+    d.add_argument("--out")
+    d.set_defaults(func=_cmd_data)
+
+    t = sub.add_parser("train", help="train (or resume) a world model; writes the checkpoint, log and loss curves")
+    t.add_argument("--env", required=True, choices=ENV_NAMES)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps-scale", type=float, default=1.0, help="multiply every phase's step count")
+    t.add_argument("--data-dir")
+    t.add_argument("--run-dir", help="resumable training state (default cache/runs/ENV)")
+    t.add_argument("--out", help="checkpoint path (default assets/ENV.json)")
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("eval", help="plan validation episodes and report the success rate")
+    e.add_argument("--env", required=True, choices=ENV_NAMES)
+    e.add_argument("--planner", default="mpc", choices=PLANNERS)
+    e.add_argument("--episodes", type=_positive, default=50)
+    e.add_argument("--seed", type=int, default=99)
+    for flag in ("--samples", "--opt-steps", "--topk", "--horizon", "--budget"):
+        e.add_argument(flag, type=_positive)
+    e.add_argument("--checkpoint", help="a checkpoint's .json (default: the shipped model)")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--batch-episodes", type=_positive, default=1, help="episodes planned together in one batch")
+    e.add_argument("--random-baseline", action="store_true", help="also run the random-action baseline")
+    e.add_argument("--json", help="write per-episode records here")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=_cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_runtime()
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"quantwm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The one place that wires environments, models and planners together for the CLI and the app."""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from quantwm.envs import ENV_NAMES
+from quantwm.envs.dataset import dataset_dir
+from quantwm.envs.episodes import make_eval_episodes
+from quantwm.models import WorldModel, load_checkpoint, shipped_checkpoint
+from quantwm.planning import EpisodeRecord, PlannerSpec, planner_spec, run_episodes
+
+DEVICES = ("cpu", "cuda")
+
+
+def check_env(env: str) -> str:
+    if env not in ENV_NAMES:
+        raise ValueError(f"unknown env {env!r}; valid: {', '.join(ENV_NAMES)}")
+    return env
+
+
+def load_model(env: str, checkpoint: str | Path | None = None, device: str = "cpu") -> WorldModel:
+    """The shipped model of ``env`` (or ``checkpoint``) on ``device``, in eval mode, frozen."""
+    check_env(env)
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    model = load_checkpoint(checkpoint or shipped_checkpoint(env), device=device)
+    if model.cfg.env != env:
+        raise ValueError(f"checkpoint {checkpoint} is a {model.cfg.env!r} model, not {env!r}")
+    return model.requires_grad_(False)
+
+
+@dataclass
+class EvalResult:
+    env: str
+    planner: str
+    spec: PlannerSpec
+    records: list[EpisodeRecord]
+    wall_time_s: float
+
+    @property
+    def success_rate(self) -> float:
+        return sum(r.success for r in self.records) / len(self.records)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "env": self.env, "planner": self.planner, "episodes": len(self.records), "success_rate": self.success_rate,
+            "mean_state_distance": statistics.fmean(r.state_distance for r in self.records),
+            "median_episode_s": statistics.median(r.wall_time_s for r in self.records),
+            "wall_time_s": round(self.wall_time_s, 2), "spec": repr(self.spec),
+        }
+
+
+def evaluate(model: WorldModel, env: str, planner: str, episodes: int, seed: int, *,
+             data_dir: Path | None = None, batch_size: int = 1, record_frames: bool = False,
+             progress: Callable[[EpisodeRecord], None] | None = None, **overrides: int | None) -> EvalResult:
+    """Plan ``episodes`` validation episodes (determined by ``seed``) with a named planner."""
+    check_env(env)
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    spec = planner_spec(env, planner, **overrides)
+    eps = make_eval_episodes(env, episodes, seed, data_dir=data_dir or dataset_dir(env))
+    t0 = time.time()
+    records = run_episodes(model, env, eps, spec, batch_size=batch_size, record_frames=record_frames, progress=progress)
+    return EvalResult(env, planner, spec, records, time.time() - t0)

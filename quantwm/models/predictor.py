@@ -1,0 +1,108 @@
+"""DINO-WM's ViT predictor, with DINO-WM's attribute names.
+
+Tokens of ``num_frames`` frames are flattened into one sequence of ``num_frames * num_patches``
+tokens. Attention is restricted by a frame-level causal mask: every token of frame i sees all
+tokens of frames <= i and none of later frames. Attribute names follow DINO-WM
+(``pos_embedding``, ``transformer.layers[i][0]`` attention with ``norm`` / ``to_qkv`` /
+``to_out[0]``, ``transformer.layers[i][1].net``, ``transformer.norm``) so official weights map
+one-to-one; the mask is a registered, derived buffer ``frame_causal_mask``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from quantwm.models.attention import ScaledDotProductAttention
+
+
+@dataclass(frozen=True)
+class PredictorConfig:
+    """DINO-WM's released predictor: depth 6, heads 16, dim_head 64, mlp_dim 2048, dropout 0.1."""
+
+    depth: int = 6
+    heads: int = 16
+    dim_head: int = 64
+    mlp_dim: int = 2048
+    dropout: float = 0.1
+    emb_dropout: float = 0.1
+
+
+def frame_causal_mask(num_frames: int, num_patches: int) -> torch.Tensor:
+    """Block lower-triangular mask (N, N) bool, N = num_frames * num_patches; True = may attend."""
+    frame_of_token = torch.arange(num_frames * num_patches) // num_patches
+    return frame_of_token[:, None] >= frame_of_token[None, :]
+
+
+class Attention(nn.Module):
+    """Pre-norm multi-head attention: LayerNorm -> to_qkv (no bias) -> attend -> to_out."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
+        self.attend = ScaledDotProductAttention()
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x: (B, N, dim); mask: (N, N) bool -> (B, N, dim)."""
+        b, n, _ = x.shape
+        q, k, v = self.to_qkv(self.norm(x)).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        return self.to_out(self.attend(q, k, v, mask).transpose(1, 2).reshape(b, n, -1))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(hidden, dim), nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Transformer(nn.Module):
+    def __init__(self, dim: int, cfg: PredictorConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.ModuleList([Attention(dim, cfg.heads, cfg.dim_head, cfg.dropout), FeedForward(dim, cfg.mlp_dim, cfg.dropout)])
+            for _ in range(cfg.depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for attn, ff in self.layers:
+            x = x + attn(x, mask)
+            x = x + ff(x)
+        return self.norm(x)
+
+
+class ViTPredictor(nn.Module):
+    """Frame-causal transformer over ``num_frames`` frames of ``num_patches`` tokens of size ``dim``."""
+
+    def __init__(self, num_patches: int, num_frames: int, dim: int, cfg: PredictorConfig) -> None:
+        super().__init__()
+        self.num_patches = num_patches
+        self.num_frames = num_frames
+        self.pos_embedding = nn.Parameter(torch.randn(1, num_frames * num_patches, dim))
+        self.dropout = nn.Dropout(cfg.emb_dropout)
+        self.transformer = Transformer(dim, cfg)
+        self.register_buffer("frame_causal_mask", frame_causal_mask(num_frames, num_patches), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, dim) with N = t * num_patches, t <= num_frames -> (B, N, dim).
+
+        Positions restart at 0 for every call (``pos_embedding[:, :N]``), as in DINO-WM.
+        """
+        n = x.shape[1]
+        if n % self.num_patches or n > self.pos_embedding.shape[1]:
+            raise ValueError(
+                f"predictor takes up to {self.num_frames} frames of {self.num_patches} tokens, got {n} tokens"
+            )
+        x = self.dropout(x + self.pos_embedding[:, :n])
+        return self.transformer(x, self.frame_causal_mask[:n, :n])

@@ -1,0 +1,154 @@
+"""Plan and execute evaluation episodes: open-loop planning, MPC and baselines share one loop.
+
+An episode is fully determined by its ``EvalEpisode`` (start and goal state, seed): the planner's
+random numbers come from a generator seeded by (episode seed, plan index), so the same episode
+planned by a full-precision and by a quantized model sees the same sampler noise.
+
+Execution: plan ``horizon`` planner steps from the last real frame only (planning context is one
+frame, as DINO-WM's MPC), execute ``replan_every`` of them (each is ``frameskip`` env steps), and
+repeat until ``max_steps`` planner steps are spent. With ``sticky_success`` (MPC) an episode stops
+as soon as an executed planner step reached the goal; otherwise success is judged on the final
+state only (open-loop evaluation). The planner never sees env state or success while optimising.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from quantwm.envs import make_env
+from quantwm.envs.episodes import EvalEpisode
+from quantwm.models import Latents, WorldModel
+from quantwm.planning.optimizers import OptimizerConfig, optimize
+
+
+@dataclass(frozen=True)
+class PlannerSpec:
+    """How episodes are planned and executed (a budget of ``max_steps`` planner steps)."""
+
+    optimizer: OptimizerConfig
+    horizon: int = 5
+    replan_every: int = 5
+    max_steps: int = 5
+    sticky_success: bool = False
+    shrink_horizon: bool = False  # plan min(horizon, remaining budget) steps: no overshoot at the end
+    alpha: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "replan_every", "max_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class EpisodeRecord:
+    """What happened in one episode; ``frames`` (T, H, W, 3) uint8 only when recorded."""
+
+    index: int
+    seed: int
+    success: bool
+    state_distance: float
+    final_objective: float  # objective of the last plan, as the planner rated it
+    objective_traces: list[list[float]]  # per plan: objective after every optimiser step
+    plan_objectives: list[float]  # per plan: final objective of the chosen plan
+    planned_actions: list[np.ndarray]  # per plan: (H, A) planner actions
+    env_actions: np.ndarray  # (n, action_dim) executed
+    states: np.ndarray  # (n + 1, state_dim)
+    wall_time_s: float
+    frames: np.ndarray | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "seed": self.seed, "success": self.success, "state_distance": self.state_distance,
+            "final_objective": self.final_objective, "objective_traces": self.objective_traces,
+            "plan_objectives": self.plan_objectives, "planned_actions": [a.tolist() for a in self.planned_actions],
+            "env_actions": self.env_actions.tolist(), "states": self.states.tolist(), "wall_time_s": self.wall_time_s,
+        }
+
+
+def _plan_generator(episode_seed: int, plan_index: int) -> torch.Generator:
+    return torch.Generator().manual_seed((episode_seed * 1_000_003 + plan_index) & 0x7FFF_FFFF_FFFF)
+
+
+def _observe(model: WorldModel, obs: list[dict[str, np.ndarray]]) -> Latents:
+    frames = torch.from_numpy(np.stack([o["visual"] for o in obs]))[:, None]
+    proprio = torch.from_numpy(np.stack([o["proprio"] for o in obs]))[:, None]
+    with torch.inference_mode():
+        return model.encode_obs(frames, proprio.to(model.action_mean.device))
+
+
+def run_episodes(model: WorldModel, env_name: str, episodes: list[EvalEpisode], spec: PlannerSpec,
+                 batch_size: int = 1, record_frames: bool = False,
+                 progress: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
+    """Plan and execute ``episodes`` in batches of ``batch_size``; one record per episode, in order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    records: list[EpisodeRecord] = []
+    for i in range(0, len(episodes), batch_size):
+        for rec in _run_batch(model, env_name, episodes[i : i + batch_size], spec, record_frames):
+            records.append(rec)
+            if progress is not None:
+                progress(rec)
+    return records
+
+
+def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], spec: PlannerSpec,
+               record_frames: bool) -> list[EpisodeRecord]:
+    t_start = time.time()
+    size, fs = model.cfg.image_size, model.cfg.frameskip
+    envs = [make_env(env_name, render_size=size) for _ in episodes]
+    obs = [env.reset(options={"state": ep.start_state})[0] for env, ep in zip(envs, episodes)]
+    goal_env = make_env(env_name, render_size=size)
+    goal = _observe(model, [goal_env.reset(options={"state": ep.goal_state})[0] for ep in episodes])
+    states = [[env.state] for env in envs]
+    actions: list[list[np.ndarray]] = [[] for _ in episodes]
+    frames = [[o["visual"]] for o in obs]
+    plans: list[list[Any]] = [[] for _ in episodes]
+    success = [False] * len(episodes)
+    done_at = [0.0] * len(episodes)
+    steps_done, plan_index = 0, 0
+    active = list(range(len(episodes)))
+    while active and steps_done < spec.max_steps:
+        horizon = min(spec.horizon, spec.max_steps - steps_done) if spec.shrink_horizon else spec.horizon
+        gens = [_plan_generator(episodes[i].seed, plan_index) for i in active]
+        idx = torch.tensor(active)
+        plan = optimize(model, _observe(model, [obs[i] for i in active]), Latents(goal.visual[idx], goal.proprio[idx]),
+                        horizon, spec.alpha, gens, spec.optimizer)
+        env_actions = model.denormalize_actions(plan.actions).cpu().numpy().astype(np.float64)
+        n_exec = min(spec.replan_every, horizon, spec.max_steps - steps_done)
+        for row, i in enumerate(active):
+            plans[i].append((plan.objective_trace[row].tolist(), float(plan.final_objective[row]), plan.actions[row].cpu().numpy()))
+            for k in range(n_exec):
+                for a in env_actions[row, k]:
+                    obs[i] = envs[i].step(a)[0]
+                    states[i].append(envs[i].state)
+                    actions[i].append(a)
+                    if record_frames:
+                        frames[i].append(obs[i]["visual"])
+                if spec.sticky_success and envs[i].is_success(episodes[i].goal_state, envs[i].state):
+                    success[i] = True
+                    break
+        steps_done += n_exec
+        plan_index += 1
+        for i in active:
+            done_at[i] = time.time()
+        active = [i for i in active if not success[i]]
+    records = []
+    for i, (env, ep) in enumerate(zip(envs, episodes)):
+        final = env.state
+        records.append(EpisodeRecord(
+            index=ep.index, seed=ep.seed,
+            success=success[i] or bool(env.is_success(ep.goal_state, final)),
+            state_distance=float(env.state_distance(ep.goal_state, final)),
+            final_objective=plans[i][-1][1] if plans[i] else math.nan,
+            objective_traces=[p[0] for p in plans[i]], plan_objectives=[p[1] for p in plans[i]],
+            planned_actions=[p[2] for p in plans[i]],
+            env_actions=np.asarray(actions[i]).reshape(-1, model.cfg.action_dim), states=np.asarray(states[i]),
+            wall_time_s=round(done_at[i] - t_start, 3),
+            frames=np.stack(frames[i]) if record_frames else None,
+        ))
+    return records

@@ -1,0 +1,147 @@
+"""Action optimisers that plan in the world model only: CEM, GD, and two baselines.
+
+Every optimiser plans a batch of E episodes at once and draws its random numbers from one
+generator per episode, so an episode's plan does not depend on which other episodes share the
+batch, and a full-precision and a quantized model see identical sampler noise. Nothing here
+touches an environment: there is no ground-truth feedback while optimising (unlike DINO-WM's CEM,
+which executed the mean plan in the real env after every iteration).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import torch
+
+from quantwm.models import Latents, WorldModel
+from quantwm.planning.objective import planning_cost
+
+
+class Plan(NamedTuple):
+    actions: torch.Tensor  # (E, H, A) planner actions (normalised, frameskip-stacked)
+    objective_trace: torch.Tensor  # (E, opt_steps): objective of the held plan after each step
+    final_objective: torch.Tensor  # (E,) objective of the returned plan
+
+
+@dataclass(frozen=True)
+class CEMConfig:
+    """Cross-entropy method as in DINO-WM: N(0, var_scale) start in normalised action space,
+    sample 0 set to the mean, mean / std refit to the top-k each step."""
+
+    samples: int = 300
+    topk: int = 30
+    opt_steps: int = 30
+    var_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class GDConfig:
+    """Gradient descent on the actions through the world model (DINO-WM: SGD, lr 1, 1000 steps)."""
+
+    opt_steps: int = 1000
+    lr: float = 1.0
+    action_noise: float = 0.003
+    init_std: float = 0.0
+
+
+@dataclass(frozen=True)
+class DoNothingConfig:
+    """Baseline: zero env actions."""
+
+
+@dataclass(frozen=True)
+class RandomConfig:
+    """Baseline: actions drawn from the data's action distribution (N(0, 1) normalised)."""
+
+
+OptimizerConfig = CEMConfig | GDConfig | DoNothingConfig | RandomConfig
+
+
+def _expand(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(E, ...) -> (E * n, ...), each row repeated n times consecutively."""
+    return x.repeat_interleave(n, dim=0)
+
+
+def _randn(gens: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    return torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+
+
+def _cost(model: WorldModel, context: Latents, goal: Latents, actions: torch.Tensor, alpha: float) -> torch.Tensor:
+    return planning_cost(model, model.rollout(context, actions), goal, alpha)
+
+
+@torch.inference_mode()
+def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
+        gens: list[torch.Generator], cfg: CEMConfig) -> Plan:
+    """context / goal: Latents with leading dim E; returns the mean plan after ``opt_steps``."""
+    e, s, a_dim = len(gens), cfg.samples, model.cfg.planner_action_dim
+    dev = context.visual.device
+    mu = torch.zeros(e, horizon, a_dim, device=dev)
+    sigma = torch.full_like(mu, cfg.var_scale)
+    ctx = Latents(_expand(context.visual, s), _expand(context.proprio, s))
+    tgt = Latents(_expand(goal.visual, s), _expand(goal.proprio, s))
+    trace = torch.empty(e, cfg.opt_steps)
+    for step in range(cfg.opt_steps):
+        actions = mu[:, None] + sigma[:, None] * _randn(gens, (s, horizon, a_dim), dev)
+        actions[:, 0] = mu
+        cost = _cost(model, ctx, tgt, actions.flatten(0, 1), alpha).view(e, s)
+        if step:
+            trace[:, step - 1] = cost[:, 0].cpu()
+        elite = actions.gather(1, cost.topk(cfg.topk, dim=1, largest=False).indices[..., None, None].expand(-1, -1, horizon, a_dim))
+        mu, sigma = elite.mean(1), elite.std(1)
+    final = _cost(model, context, goal, mu, alpha)
+    trace[:, -1] = final.cpu()
+    return Plan(mu, trace, final.cpu())
+
+
+def gd(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
+       gens: list[torch.Generator], cfg: GDConfig) -> Plan:
+    """SGD on the actions with small exploration noise after each step."""
+    dev = context.visual.device
+    shape = (horizon, model.cfg.planner_action_dim)
+    actions = (cfg.init_std * _randn(gens, shape, dev)).requires_grad_(True)
+    opt = torch.optim.SGD([actions], lr=cfg.lr)
+    trace = torch.empty(len(gens), cfg.opt_steps)
+    with torch.enable_grad():
+        for step in range(cfg.opt_steps):
+            cost = _cost(model, context, goal, actions, alpha)
+            opt.zero_grad(set_to_none=True)
+            cost.sum().backward()
+            opt.step()
+            with torch.no_grad():
+                actions += cfg.action_noise * _randn(gens, shape, dev)
+            if step:
+                trace[:, step - 1] = cost.detach().cpu()
+    with torch.inference_mode():
+        final = _cost(model, context, goal, actions.detach(), alpha)
+    trace[:, -1] = final.cpu()
+    return Plan(actions.detach(), trace, final.cpu())
+
+
+def _baseline(make: Callable[[WorldModel, list[torch.Generator], tuple[int, int], torch.device], torch.Tensor]):
+    @torch.inference_mode()
+    def plan(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
+             gens: list[torch.Generator], cfg: DoNothingConfig | RandomConfig) -> Plan:
+        actions = make(model, gens, (horizon, model.cfg.planner_action_dim), context.visual.device)
+        return Plan(actions, torch.empty(len(gens), 0), _cost(model, context, goal, actions, alpha).cpu())
+
+    return plan
+
+
+def _zeros(model: WorldModel, gens: list[torch.Generator], shape: tuple[int, int], dev: torch.device) -> torch.Tensor:
+    zero_env = torch.zeros(len(gens), shape[0], model.cfg.frameskip, model.cfg.action_dim, device=dev)
+    return model.normalize_actions(zero_env)
+
+
+OPTIMIZERS: dict[type, Callable[..., Plan]] = {
+    CEMConfig: cem,
+    GDConfig: gd,
+    DoNothingConfig: _baseline(_zeros),
+    RandomConfig: _baseline(lambda model, gens, shape, dev: _randn(gens, shape, dev)),
+}
+
+
+def optimize(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
+             gens: list[torch.Generator], cfg: OptimizerConfig) -> Plan:
+    """Dispatch on the config's type (see ``OPTIMIZERS``)."""
+    return OPTIMIZERS[type(cfg)](model, context, goal, horizon, alpha, gens, cfg)

@@ -1,0 +1,1 @@
+"""Training of the shipped world models (encoder pretraining, predictor, decoder)."""
