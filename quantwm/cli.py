@@ -28,7 +28,11 @@ def _cmd_data(args: argparse.Namespace) -> None:
 
     cfg = DEFAULT_DATASETS[args.env]
     cfg = replace(cfg, **{k: v for k, v in (("n_episodes", args.episodes), ("seed", args.seed)) if v is not None})
-    out = generate_dataset(cfg, Path(args.out) if args.out else dataset_dir(args.env), progress=print)
+    def progress(done: int, total: int) -> None:
+        if done % 100 == 0 or done == total:
+            print(f"  {done}/{total} episodes", flush=True)
+
+    out = generate_dataset(cfg, Path(args.out) if args.out else dataset_dir(args.env), progress=progress)
     print(f"wrote {out}")
 
 
@@ -73,6 +77,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="quantwm", description=__doc__)
+    p.add_argument("--threads", type=_positive, help="torch threads (default: all cores)")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="generate an environment's dataset (train / val / calib splits) under cache/data")
@@ -110,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_runtime()
+    configure_runtime(args.threads)
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as e:

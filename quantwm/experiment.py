@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from quantwm.envs import ENV_NAMES
@@ -70,3 +71,24 @@ def evaluate(model: WorldModel, env: str, planner: str, episodes: int, seed: int
     t0 = time.time()
     records = run_episodes(model, env, eps, spec, batch_size=batch_size, record_frames=record_frames, progress=progress)
     return EvalResult(env, planner, spec, records, time.time() - t0)
+
+
+def episode_video(model: WorldModel, env: str, planner: str, episode: int, seed: int, out_dir: Path,
+                  data_dir: Path | None = None) -> tuple[Path, EpisodeRecord]:
+    """Plan one episode (index ``episode`` of the evaluation set of ``seed``) and write its mp4.
+
+    The video shows the executed real frames beside the goal frame.
+    """
+    from quantwm.envs import make_env
+    from quantwm.viz.video import side_by_side, write_mp4
+
+    check_env(env)
+    if episode < 0:
+        raise ValueError(f"episode index must be >= 0, got {episode}")
+    ep = make_eval_episodes(env, episode + 1, seed, data_dir=data_dir or dataset_dir(env))[episode]
+    spec = planner_spec(env, planner)
+    record = run_episodes(model, env, [ep], spec, record_frames=True)[0]
+    goal_frame = make_env(env, render_size=model.cfg.image_size).reset(options={"state": ep.goal_state})[0]["visual"]
+    goal = np.repeat(goal_frame[None], len(record.frames), axis=0)
+    path = write_mp4(side_by_side(record.frames, goal), out_dir / f"{env}_{planner}_s{seed}_e{episode}.mp4")
+    return path, record

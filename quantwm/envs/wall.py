@@ -1,0 +1,232 @@
+"""Wall ("DotWall"): a dot moves between two rooms joined by one door (DINO-WM's Wall task).
+
+World: a 65 x 65 canvas in pixel units (pixel j covers [j, j + 1)). Border walls fill x, y < 4 and
+x, y > 60; the middle wall fills 29 < x < 35 (6 px, centre 32) except the door 29 < x < 35,
+|y - door| < 4. The door centre is part of the state and lies in [12, 52], so the door always sits
+at least 4 px inside the border walls.
+
+Dynamics: ``pos += 2 * action``; the dot is a point that moves along the straight segment and stops
+1e-3 px short of the first wall face it meets (no sliding, no tunnelling: it only crosses the middle
+wall through the door opening). Actions are unbounded; an action with max |a| > 1000 is rescaled
+to max |a| = 1000 keeping its direction (such a move crosses the whole room anyway).
+
+Rendering: the dot is a Gaussian blob (std 1.7 px, peak 1) drawn red on white, walls black; the
+image is the exact pixel-area average of that continuous picture at the render size (an
+antialiased resize of the 65 x 65 canvas).
+
+State (3,): [x, y, door_centre_y]; proprio (2,): [x, y]. Success: ||goal_xy - xy|| < 4.5.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from quantwm.envs.base import EnvSpec, QuantWMEnv
+
+CANVAS = 65.0
+BORDER_LO, BORDER_HI = 4.0, 60.0
+WALL_X0, WALL_X1 = 29.0, 35.0
+WALL_CENTRE = 32.0
+DOOR_HALF = 4.0
+DOOR_MARGIN = 4.0  # free space kept between the door and the border walls
+DOOR_RANGE = (BORDER_LO + DOOR_MARGIN + DOOR_HALF, BORDER_HI - DOOR_MARGIN - DOOR_HALF)  # (12, 52)
+ROOM_MARGIN = 3.4  # eval starts / goals keep this distance from every wall face
+LEFT_ROOM_X = (BORDER_LO + ROOM_MARGIN, WALL_X0 - ROOM_MARGIN)  # (7.4, 25.6)
+RIGHT_ROOM_X = (WALL_X1 + ROOM_MARGIN, BORDER_HI - ROOM_MARGIN)  # (38.4, 56.6)
+ROOM_Y = (BORDER_LO + ROOM_MARGIN, BORDER_HI - ROOM_MARGIN)  # (7.4, 56.6)
+STEP_SCALE = 2.0
+MAX_ACTION = 1000.0
+STOP_GAP = 1e-3
+DOT_STD = 1.7
+SUCCESS_TOL = 4.5
+
+WALL_SPEC = EnvSpec(
+    name="wall",
+    gym_id="quantwm/Wall-v0",
+    proprio_dim=2,
+    state_dim=3,
+    default_render_size=64,
+    num_hist=1,
+    success_pos_tol=SUCCESS_TOL,
+    success_angle_tol=None,
+    success_rule="||goal[0:2] - state[0:2]|| < 4.5 (dot position)",
+)
+
+
+def wall_boxes(door_y: float) -> np.ndarray:
+    """Open obstacle boxes for a door centre: (6, 2, 2) as [axis][lo, hi] (infinite outside the canvas)."""
+    inf = np.inf
+    return np.array([
+        [[-inf, BORDER_LO], [-inf, inf]],
+        [[BORDER_HI, inf], [-inf, inf]],
+        [[-inf, inf], [-inf, BORDER_LO]],
+        [[-inf, inf], [BORDER_HI, inf]],
+        [[WALL_X0, WALL_X1], [-inf, door_y - DOOR_HALF]],
+        [[WALL_X0, WALL_X1], [door_y + DOOR_HALF, inf]],
+    ])
+
+
+def _segment_entry(pos: np.ndarray, delta: np.ndarray, box: np.ndarray) -> tuple[float, int]:
+    """Parameter t at which pos + t * delta enters the open box, and the entry axis; (inf, -1) if never."""
+    t_enter, t_exit, axis = -np.inf, np.inf, -1
+    for ax in (0, 1):
+        lo, hi = box[ax]
+        if delta[ax] == 0.0:
+            if not lo < pos[ax] < hi:
+                return np.inf, -1
+            continue
+        t0, t1 = sorted(((lo - pos[ax]) / delta[ax], (hi - pos[ax]) / delta[ax]))
+        if t0 > t_enter:
+            t_enter, axis = t0, ax
+        t_exit = min(t_exit, t1)
+    if t_enter < t_exit and t_exit > 0.0 and t_enter < 1.0:
+        return max(t_enter, 0.0), axis
+    return np.inf, -1
+
+
+def move_dot(pos: np.ndarray, delta: np.ndarray, door_y: float) -> np.ndarray:
+    """Move a point by ``delta`` (2,), stopping STOP_GAP short of the first wall face on the way -> (2,)."""
+    t_hit, hit_axis, hit_box = np.inf, -1, None
+    for box in wall_boxes(door_y):
+        t, axis = _segment_entry(pos, delta, box)
+        if t < t_hit:
+            t_hit, hit_axis, hit_box = t, axis, box
+    if hit_box is None:
+        return pos + delta
+    new = pos + t_hit * delta
+    face = hit_box[hit_axis][0] if delta[hit_axis] > 0 else hit_box[hit_axis][1]
+    new[hit_axis] = face - np.sign(delta[hit_axis]) * STOP_GAP
+    return new
+
+
+def in_free_space(xy: np.ndarray, door_y: float) -> bool:
+    """Whether a point (2,) lies outside every (open) wall box."""
+    return all(not (box[0][0] < xy[0] < box[0][1] and box[1][0] < xy[1] < box[1][1]) for box in wall_boxes(door_y))
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _interval_cover(edges: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Fraction of each pixel interval [edges[i], edges[i+1]) inside [lo, hi]: (S+1,) -> (S,)."""
+    overlap = np.minimum(edges[1:], hi) - np.maximum(edges[:-1], lo)
+    return np.clip(overlap, 0.0, None) / (edges[1:] - edges[:-1])
+
+
+def _gaussian_cover(edges: np.ndarray, mu: float) -> np.ndarray:
+    """Mean over each pixel interval of exp(-(x - mu)^2 / (2 std^2)): (S+1,) -> (S,)."""
+    scale = DOT_STD * math.sqrt(2.0)
+    cdf = _erf((edges - mu) / scale).astype(np.float64)
+    return DOT_STD * math.sqrt(math.pi / 2.0) * np.diff(cdf) / np.diff(edges)
+
+
+def render_wall_frame(state: np.ndarray, size: int) -> np.ndarray:
+    """Frame of a state (3,) at ``size`` px: uint8 (size, size, 3), rows = y, columns = x."""
+    x, y, door = state
+    edges = np.linspace(0.0, CANVAS, size + 1)
+    free = np.outer(_interval_cover(edges, BORDER_LO, BORDER_HI), _interval_cover(edges, BORDER_LO, BORDER_HI))
+    wall_x = _interval_cover(edges, WALL_X0, WALL_X1)
+    for lo, hi in ((BORDER_LO, door - DOOR_HALF), (door + DOOR_HALF, BORDER_HI)):
+        free -= np.outer(_interval_cover(edges, lo, hi), wall_x)
+    dot = np.outer(_gaussian_cover(edges, y), _gaussian_cover(edges, x))
+    free = np.clip(free, 0.0, 1.0)
+    rgb = np.stack([free, free * (1.0 - dot), free * (1.0 - dot)], axis=-1)
+    return np.rint(rgb * 255.0).astype(np.uint8)
+
+
+class WallEnv(QuantWMEnv):
+    """DotWall env (see the module docstring). Observation: {"visual": uint8 (S, S, 3), "proprio": float32 (2,)}."""
+
+    env_spec = WALL_SPEC
+    proprio_index = (0, 1)
+
+    def is_success(self, goal_state: np.ndarray, state: np.ndarray) -> bool:
+        """||goal_xy - xy|| < 4.5."""
+        return self.state_distance(goal_state, state) < SUCCESS_TOL
+
+    def state_distance(self, goal_state: np.ndarray, state: np.ndarray) -> float:
+        """Euclidean distance between the dot positions."""
+        return float(np.linalg.norm(np.asarray(goal_state, dtype=np.float64)[:2] - np.asarray(state, dtype=np.float64)[:2]))
+
+    def _sample_state(self, rng: np.random.Generator) -> np.ndarray:
+        room = LEFT_ROOM_X if rng.random() < 0.5 else RIGHT_ROOM_X
+        return np.array([rng.uniform(*room), rng.uniform(*ROOM_Y), rng.uniform(*DOOR_RANGE)])
+
+    def _validate_state(self, state: np.ndarray) -> None:
+        if not DOOR_RANGE[0] <= state[2] <= DOOR_RANGE[1]:
+            raise ValueError(f"door centre {state[2]} outside the valid range {DOOR_RANGE}")
+        if not in_free_space(state[:2], state[2]):
+            raise ValueError(f"dot position {state[:2]} lies inside a wall")
+
+    def _set_state(self, state: np.ndarray) -> None:
+        self._state = state.copy()
+
+    def _get_state(self) -> np.ndarray:
+        return self._state
+
+    def _advance(self, action: np.ndarray) -> None:
+        peak = float(np.max(np.abs(action)))
+        if peak > MAX_ACTION:
+            action = action * (MAX_ACTION / peak)
+        self._state[:2] = move_dot(self._state[:2], STEP_SCALE * action, self._state[2])
+
+    def _render_frame(self) -> np.ndarray:
+        return render_wall_frame(self._state, self.render_size)
+
+
+class WallDataPolicy:
+    """Data-collection policy: a persistent random walk (AR(1) actions that reverse when a wall stopped
+    the last move) that, in ``cross_prob`` of the episodes, walks through the door once (aligning
+    with the door on the near side, then crossing to a point 3-12 px past the far face) before
+    wandering again. Call with the state (3,) -> action (2,)."""
+
+    cross_prob = 0.6
+    walk_momentum = 0.8
+    walk_std = 0.8  # innovation std; stationary per-axis std = 0.8 / sqrt(1 - 0.8^2) = 1.33
+    max_seek_action = 1.5
+    seek_noise = 0.15
+    phase_timeout = 30
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._walk = rng.normal(0.0, 1.0, 2)
+        self._phase = "wander"
+        self._seek_start = int(rng.integers(0, 15)) if rng.random() < self.cross_prob else -1
+        self._t = 0
+        self._phase_t = 0
+        self._near = self._far = np.zeros(2)
+        self._last_xy: np.ndarray | None = None
+
+    def __call__(self, state: np.ndarray) -> np.ndarray:
+        xy, door = state[:2], state[2]
+        if self._t == self._seek_start:
+            left = xy[0] < WALL_CENTRE
+            sign = 1.0 if left else -1.0
+            near_x = (WALL_X0 - 2.5) if left else (WALL_X1 + 2.5)
+            far_x = (WALL_X1 if left else WALL_X0) + sign * self._rng.uniform(3.0, 12.0)
+            self._near = np.array([near_x, door + self._rng.uniform(-2.0, 2.0)])
+            self._far = np.array([far_x, door + self._rng.uniform(-2.0, 2.0)])
+            self._phase, self._phase_t = "to_door", 0
+        self._t += 1
+        self._phase_t += 1
+        if self._phase != "wander" and self._phase_t > self.phase_timeout:
+            self._phase = "wander"
+        if self._phase == "to_door" and np.linalg.norm(self._near - xy) < 1.0:
+            self._phase, self._phase_t = "through", 0
+        if self._phase == "through" and np.linalg.norm(self._far - xy) < 1.0:
+            self._phase = "wander"
+        if self._phase == "wander":
+            blocked = self._last_xy is not None and np.linalg.norm(xy - self._last_xy) < STEP_SCALE * np.linalg.norm(self._walk) / 2
+            self._walk = (-1.0 if blocked else 1.0) * self.walk_momentum * self._walk + self._rng.normal(0.0, self.walk_std, 2)
+            self._last_xy = xy.copy()
+            return self._walk.copy()
+        self._last_xy = None
+        aligned = abs(xy[1] - door) < DOOR_HALF - 1.0
+        near_side = (xy[0] < WALL_X1) if self._near[0] < WALL_CENTRE else (xy[0] > WALL_X0)
+        waypoint = self._far if self._phase == "through" and (aligned or not near_side) else self._near
+        step = (waypoint - xy) / STEP_SCALE
+        norm = np.linalg.norm(step)
+        if norm > self.max_seek_action:
+            step *= self.max_seek_action / norm
+        return step + self._rng.normal(0.0, self.seek_noise, 2)

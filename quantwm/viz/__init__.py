@@ -1,0 +1,1 @@
+"""Figures and videos: pure functions over planning records."""

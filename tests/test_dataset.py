@@ -1,0 +1,186 @@
+"""Datasets (generation, splits, round trip, errors) and evaluation episodes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quantwm.envs import make_env
+from quantwm.envs.dataset import (
+    DATA_POLICIES,
+    DEFAULT_DATASETS,
+    SPLITS,
+    DatasetConfig,
+    dataset_dir,
+    default_dataset_config,
+    generate_dataset,
+    load_split,
+    record_episode,
+)
+from quantwm.envs.episodes import GOAL_STEPS, goal_motion_stats, make_eval_episodes
+from quantwm.envs.wall import DOOR_RANGE, LEFT_ROOM_X, RIGHT_ROOM_X, ROOM_Y
+
+WALL_CFG = DatasetConfig(env="wall", n_episodes=10, episode_len=12, render_size=16, seed=5)
+PUSHT_CFG = DatasetConfig(env="pusht", n_episodes=10, episode_len=60, render_size=16, seed=1, split_fractions=(0.5, 0.3, 0.2))
+
+
+@pytest.fixture(scope="module")
+def wall_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_dataset(WALL_CFG, tmp_path_factory.mktemp("data") / "wall")
+
+
+@pytest.fixture(scope="module")
+def pusht_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_dataset(PUSHT_CFG, tmp_path_factory.mktemp("data") / "pusht")
+
+
+# ---- datasets ------------------------------------------------------------------------------------
+def test_split_layout_and_dtypes(wall_dir: Path) -> None:
+    assert sorted(p.name for p in wall_dir.iterdir()) == ["calib.npz", "meta.json", "train.npz", "val.npz"]
+    meta = json.loads((wall_dir / "meta.json").read_text())
+    assert meta["config"]["n_episodes"] == 10 and meta["generation_seconds"] >= 0
+    expected_episodes = {"train": 8, "val": 1, "calib": 1}
+    for split in SPLITS:
+        data = load_split(wall_dir, split)
+        n = expected_episodes[split] * 13
+        assert data.n_episodes == expected_episodes[split] == meta["counts"][split]["episodes"]
+        assert data.frames.shape == (n, 16, 16, 3) and data.frames.dtype == np.uint8
+        assert data.proprio.shape == (n, 2) and data.proprio.dtype == np.float32
+        assert data.actions.shape == (n, 2) and data.actions.dtype == np.float32
+        assert data.states.shape == (n, 3) and data.states.dtype == np.float64
+        assert data.episode_offsets.dtype == np.int64 and data.episode_offsets[-1] == n
+        last_rows = data.episode_offsets[1:] - 1
+        assert np.all(data.actions[last_rows] == 0)
+        assert np.array_equal(data.proprio, data.states[:, :2].astype(np.float32))
+
+
+def test_splits_are_disjoint_episode_ranges(wall_dir: Path) -> None:
+    firsts = []
+    for split in SPLITS:
+        data = load_split(wall_dir, split, frames=False)
+        assert data.frames is None
+        firsts += [tuple(data.states[data.episode(e)][0]) for e in range(data.n_episodes)]
+    assert len(set(firsts)) == WALL_CFG.n_episodes
+    ranges = WALL_CFG.split_ranges()
+    assert [list(r) for r in ranges.values()] == [list(range(8)), [8], [9]]
+
+
+def test_round_trip_matches_a_fresh_recording(wall_dir: Path) -> None:
+    """Stored rows equal a re-recording of the same global episode, and the actions replay to the states."""
+    val = load_split(wall_dir, "val")
+    rec = record_episode(make_env("wall", 16), DATA_POLICIES["wall"], WALL_CFG.seed, 8, WALL_CFG.episode_len)
+    rows = val.episode(0)
+    for key in ("frames", "proprio", "actions", "states"):
+        assert np.array_equal(getattr(val, key)[rows], rec[key]), key
+    env = make_env("wall", 16)
+    env.reset(options={"state": val.states[rows.start]})
+    for i in range(rows.start, rows.stop - 1):
+        assert np.array_equal(env.simulate(val.actions[i]), val.states[i + 1])
+
+
+def test_generation_is_deterministic_and_atomic(wall_dir: Path, tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    again = generate_dataset(WALL_CFG, tmp_path / "wall", progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 10) for i in range(1, 11)]
+    assert not list(again.glob("*.tmp"))
+    for split in SPLITS:
+        a, b = load_split(wall_dir, split), load_split(again, split)
+        for key in ("frames", "proprio", "actions", "states", "episode_offsets"):
+            assert np.array_equal(getattr(a, key), getattr(b, key))
+    bigger = DatasetConfig(env="wall", n_episodes=12, episode_len=12, render_size=16, seed=5)
+    rec = record_episode(make_env("wall", 16), DATA_POLICIES["wall"], bigger.seed, 3, bigger.episode_len)
+    assert np.array_equal(rec["states"], load_split(wall_dir, "train").states[load_split(wall_dir, "train").episode(3)])
+
+
+def test_load_split_errors(wall_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="train.*val.*calib"):
+        load_split(wall_dir, "test")
+    with pytest.raises(FileNotFoundError, match="quantwm data --env wall"):
+        load_split(tmp_path / "wall", "train")
+    with pytest.raises(IndexError):
+        load_split(wall_dir, "val").episode(1)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="pusht.*wall"):
+        DatasetConfig(env="maze", n_episodes=10, episode_len=5, render_size=16, seed=0).validate()
+    with pytest.raises(ValueError, match="positive"):
+        DatasetConfig(env="wall", n_episodes=0, episode_len=5, render_size=16, seed=0).validate()
+    with pytest.raises(ValueError, match="empty"):
+        DatasetConfig(env="wall", n_episodes=3, episode_len=5, render_size=16, seed=0).validate()
+    with pytest.raises(ValueError, match="summing to 1"):
+        DatasetConfig(env="wall", n_episodes=30, episode_len=5, render_size=16, seed=0, split_fractions=(0.5, 0.5, 0.5)).validate()
+    with pytest.raises(ValueError, match="pusht.*wall"):
+        dataset_dir("maze")
+    assert dataset_dir("wall") == Path("cache/data/wall")
+    assert default_dataset_config("pusht") == DEFAULT_DATASETS["pusht"]
+    for name, cfg in DEFAULT_DATASETS.items():
+        cfg.validate()
+        assert cfg.env == name and cfg.render_size == make_env(name).render_size
+
+
+# ---- evaluation episodes ------------------------------------------------------------------------------
+def test_wall_episodes_rooms_and_ranges() -> None:
+    episodes = make_eval_episodes("wall", 40, seed=99)
+    assert [ep.index for ep in episodes] == list(range(40))
+    for ep in episodes:
+        (sx, sy, sd), (gx, gy, gd) = ep.start_state, ep.goal_state
+        assert sd == gd and DOOR_RANGE[0] <= sd <= DOOR_RANGE[1]
+        in_left = [LEFT_ROOM_X[0] <= x <= LEFT_ROOM_X[1] for x in (sx, gx)]
+        in_right = [RIGHT_ROOM_X[0] <= x <= RIGHT_ROOM_X[1] for x in (sx, gx)]
+        assert in_left in ([True, False], [False, True]) and in_right == [not v for v in in_left]
+        assert all(ROOM_Y[0] <= y <= ROOM_Y[1] for y in (sy, gy))
+    assert len({ep.seed for ep in episodes}) == 40
+
+
+@pytest.mark.parametrize("env", ["wall", "pusht"])
+def test_episodes_depend_only_on_seed_and_index(env: str, pusht_dir: Path) -> None:
+    few = make_eval_episodes(env, 3, seed=7, data_dir=pusht_dir)
+    many = make_eval_episodes(env, 6, seed=7, data_dir=pusht_dir)
+    for a, b in zip(few, many):
+        assert (a.index, a.seed) == (b.index, b.seed)
+        assert np.array_equal(a.start_state, b.start_state) and np.array_equal(a.goal_state, b.goal_state)
+    other = make_eval_episodes(env, 3, seed=8, data_dir=pusht_dir)
+    assert not np.array_equal(few[0].start_state, other[0].start_state)
+
+
+def test_episode_errors(pusht_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        make_eval_episodes("wall", 0, seed=1)
+    with pytest.raises(ValueError, match="pusht.*wall"):
+        make_eval_episodes("maze", 3, seed=1)
+    with pytest.raises(ValueError, match="train.*val.*calib"):
+        make_eval_episodes("pusht", 3, seed=1, data_dir=pusht_dir, split="test")
+    with pytest.raises(FileNotFoundError, match="quantwm data --env pusht"):
+        make_eval_episodes("pusht", 3, seed=1, data_dir=tmp_path / "pusht")
+    with pytest.raises(ValueError, match="PushT"):
+        goal_motion_stats(make_eval_episodes("wall", 2, seed=1))
+
+
+def test_pusht_goals_replay_recorded_actions(pusht_dir: Path) -> None:
+    val = load_split(pusht_dir, "val", frames=False)
+    env = make_env("pusht", 16)
+    for ep in make_eval_episodes("pusht", 5, seed=3, data_dir=pusht_dir):
+        row = int(np.flatnonzero(np.all(val.states == ep.start_state, axis=1))[0])
+        env.reset(options={"state": ep.start_state})
+        for action in val.actions[row : row + GOAL_STEPS]:
+            env.step(action)
+        assert np.array_equal(env.state, ep.goal_state)
+        e = int(np.searchsorted(val.episode_offsets, row, side="right") - 1)
+        assert row + GOAL_STEPS < val.episode_offsets[e + 1]  # the window stays inside its episode
+
+
+def test_pusht_goals_require_moving_the_t(pusht_dir: Path) -> None:
+    episodes = make_eval_episodes("pusht", 20, seed=99, data_dir=pusht_dir)
+    stats = goal_motion_stats(episodes)
+    assert stats["frac_requires_block_motion"] == 1.0  # windows are redrawn until the T moves (>= 0.8 required)
+    env = make_env("pusht", 16)
+    idle_failures = 0
+    for ep in episodes:  # the do-nothing policy must fail
+        env.reset(options={"state": ep.start_state})
+        for _ in range(50):
+            env.simulate(np.zeros(2))
+        idle_failures += not env.is_success(ep.goal_state, env.state)
+    assert idle_failures / len(episodes) >= 0.8

@@ -1,0 +1,114 @@
+"""Planning: objective, optimiser records, matched episodes, no env access while optimising."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from quantwm.envs.episodes import make_eval_episodes
+from quantwm.models import Latents, PredictorConfig, ViTConfig, WorldModel, WorldModelConfig
+from quantwm.planning import CEMConfig, PlannerSpec, planner_spec, planning_cost, run_episodes
+from quantwm.planning import episodes as episodes_module
+from quantwm.planning.optimizers import cem
+
+
+@pytest.fixture(scope="module")
+def wall_model() -> WorldModel:
+    torch.manual_seed(0)
+    cfg = WorldModelConfig(
+        env="wall", image_size=64, num_hist=1, frameskip=5, action_dim=2, proprio_dim=2,
+        encoder=ViTConfig(64, 16, 16, 1, 2), predictor=PredictorConfig(depth=1, heads=2, dim_head=8, mlp_dim=16),
+        decoder=None, action_mean=(0.0, 0.0), action_std=(1.3, 1.3), proprio_mean=(32.0, 32.0), proprio_std=(14.0, 14.0),
+    )
+    return WorldModel(cfg).eval().requires_grad_(False)
+
+
+def test_objective_is_last_frame_visual_plus_alpha_proprio(wall_model: WorldModel) -> None:
+    z = torch.randn(2, 3, 16, wall_model.cfg.token_dim)
+    goal = Latents(torch.randn(1, 1, 16, 16), torch.randn(1, 1, 10))
+    cost = planning_cost(wall_model, z, goal, alpha=0.5)
+    vis = ((z[:, -1, :, :16] - goal.visual[:, 0]) ** 2).mean(dim=(1, 2))
+    pro = ((z[:, -1, 0, 16:26] - goal.proprio[:, 0]) ** 2).mean(dim=1)
+    torch.testing.assert_close(cost, vis + 0.5 * pro)
+    z2 = z.clone()
+    z2[:, :-1] += 1  # earlier frames and action dims do not count
+    z2[..., 26:] += 1
+    torch.testing.assert_close(planning_cost(wall_model, z2, goal, alpha=0.5), cost)
+
+
+def test_cem_records_objective_per_step_and_returns_the_mean(wall_model: WorldModel) -> None:
+    ctx = Latents(torch.randn(2, 1, 16, 16), torch.randn(2, 1, 10))
+    goal = Latents(torch.randn(2, 1, 16, 16), torch.randn(2, 1, 10))
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    plan = cem(wall_model, ctx, goal, horizon=4, alpha=1.0, gens=gens, cfg=CEMConfig(samples=32, topk=4, opt_steps=5))
+    assert plan.actions.shape == (2, 4, 10) and plan.objective_trace.shape == (2, 5)
+    torch.testing.assert_close(plan.objective_trace[:, -1], plan.final_objective)
+    direct = planning_cost(wall_model, wall_model.rollout(ctx, plan.actions), goal, 1.0)
+    torch.testing.assert_close(direct, plan.final_objective)
+    # the plan of episode 0 does not depend on episode 1 being in the batch
+    alone = cem(wall_model, Latents(ctx.visual[:1], ctx.proprio[:1]), Latents(goal.visual[:1], goal.proprio[:1]), 4, 1.0,
+                [torch.Generator().manual_seed(0)], CEMConfig(samples=32, topk=4, opt_steps=5))
+    torch.testing.assert_close(alone.actions[0], plan.actions[0])
+
+
+def test_episodes_are_matched_and_batch_independent(wall_model: WorldModel) -> None:
+    eps = make_eval_episodes("wall", 3, 7)
+    spec = planner_spec("wall", "mpc", samples=16, topk=4, opt_steps=2, budget=3)
+    one = run_episodes(wall_model, "wall", eps, spec, batch_size=1)
+    together = run_episodes(wall_model, "wall", eps, spec, batch_size=3)
+    for a, b in zip(one, together):
+        np.testing.assert_allclose(a.env_actions, b.env_actions, atol=1e-5)
+        np.testing.assert_allclose(a.states, b.states, atol=1e-5)
+        np.testing.assert_allclose(a.objective_traces, b.objective_traces, rtol=1e-5)
+    assert all(len(t) == 2 for r in one for t in r.objective_traces)
+    assert all(len(r.objective_traces) == 3 for r in one if not r.success)  # one plan per executed step
+
+
+def test_planner_never_steps_the_env_while_optimising(wall_model: WorldModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Env steps happen only between plans: count them inside every optimiser call."""
+    calls = {"steps_during_plan": 0, "in_plan": False}
+    real_optimize = episodes_module.optimize
+    real_make_env = episodes_module.make_env
+
+    def watched_optimize(*args, **kwargs):
+        calls["in_plan"] = True
+        try:
+            return real_optimize(*args, **kwargs)
+        finally:
+            calls["in_plan"] = False
+
+    def watched_make_env(*args, **kwargs):
+        env = real_make_env(*args, **kwargs)
+        for name in ("step", "reset", "is_success"):
+            real = getattr(env, name)
+
+            def spy(*a, _real=real, **k):
+                if calls["in_plan"]:
+                    calls["steps_during_plan"] += 1
+                return _real(*a, **k)
+
+            setattr(env, name, spy)
+        return env
+
+    monkeypatch.setattr(episodes_module, "optimize", watched_optimize)
+    monkeypatch.setattr(episodes_module, "make_env", watched_make_env)
+    spec = planner_spec("wall", "mpc", samples=8, topk=2, opt_steps=2, budget=2)
+    run_episodes(wall_model, "wall", make_eval_episodes("wall", 2, 1), spec)
+    assert calls["steps_during_plan"] == 0
+
+
+def test_open_loop_executes_the_whole_plan(wall_model: WorldModel) -> None:
+    spec = PlannerSpec(CEMConfig(samples=8, topk=2, opt_steps=1), horizon=3, replan_every=3, max_steps=3)
+    (rec,) = run_episodes(wall_model, "wall", make_eval_episodes("wall", 1, 3), spec)
+    assert rec.env_actions.shape == (15, 2) and rec.states.shape == (16, 3)
+    np.testing.assert_allclose(rec.env_actions, wall_model.denormalize_actions(torch.from_numpy(rec.planned_actions[0])).reshape(-1, 2).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"planner": "nope"}, "unknown planner 'nope'; valid: cem, mpc, gd, do_nothing, random"),
+    ({"planner": "mpc", "samples": 0}, "samples must be >= 1"),
+    ({"planner": "mpc", "samples": 4, "topk": 8}, r"topk \(8\) must not exceed samples \(4\)"),
+])
+def test_planner_spec_rejects_bad_input(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        planner_spec("wall", **kwargs)
