@@ -1,0 +1,204 @@
+"""Calibration inputs: captured from full-precision planning, replayed to reach every layer.
+
+``capture_calibration`` hooks the module groups of a world model, runs the caller's planning
+function (full precision, on the calibration split, never the evaluation episodes) and keeps a
+seeded uniform random subset of ``size`` samples per group (reservoir sampling over the batch
+rows of every call). It draws from its own seeded generator, never from the global RNG, so
+planning that follows is unaffected. Per-layer inputs are obtained by replaying the stored group
+inputs through the (possibly transformed) model with forward-pre-hooks.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from quantwm.quant.config import GROUPS
+from quantwm.quant.modules import channels_last, heads_last
+
+Batch = tuple[torch.Tensor, ...]
+
+
+@dataclass
+class Calibration:
+    """Calibration inputs: group name -> list of batches, each the tuple of positional tensors of
+    one group call (e.g. predictor: ((N, T*P, D),); encoder: ((N, 3, H, W),))."""
+
+    inputs: dict[str, list[Batch]]
+
+    def __post_init__(self) -> None:
+        for group, batches in self.inputs.items():
+            if group not in GROUPS:
+                raise ValueError(f"calibration group {group!r} is invalid; valid: {', '.join(GROUPS)}")
+            if not batches or not all(isinstance(b, tuple) and b and all(isinstance(t, torch.Tensor) for t in b) for b in batches):
+                raise ValueError(f"calibration of {group!r} needs at least one batch, each a non-empty tuple of tensors")
+
+    @staticmethod
+    def from_tensors(**groups: torch.Tensor | Batch) -> "Calibration":
+        """One batch per group: ``Calibration.from_tensors(predictor=tokens, encoder=pixels)``."""
+        return Calibration({g: [x if isinstance(x, tuple) else (x,)] for g, x in groups.items()})
+
+    def size(self, group: str) -> int:
+        return sum(b[0].shape[0] for b in self.inputs[group])
+
+
+def capture_calibration(
+    world_model: nn.Module, groups: Iterable[str], run_fn: Callable[[], object], size: int, seed: int,
+    batch_size: int = 64,
+) -> Calibration:
+    """Run ``run_fn()`` with hooks on ``groups`` and keep a seeded random subset of ``size`` input
+    samples per group (stacked in batches of at most ``batch_size`` samples of equal shape)."""
+    groups = list(groups)
+    for g in groups:
+        if g not in GROUPS or not isinstance(getattr(world_model, g, None), nn.Module):
+            raise ValueError(f"cannot calibrate group {g!r}; valid: {', '.join(x for x in GROUPS if isinstance(getattr(world_model, x, None), nn.Module))}")
+    if size < 1 or batch_size < 1:
+        raise ValueError(f"size and batch_size must be >= 1, got {size}, {batch_size}")
+    rng = random.Random(seed)
+    kept: dict[str, list[tuple[int, Batch]]] = {g: [] for g in groups}
+    seen = dict.fromkeys(groups, 0)
+
+    def hook_for(group: str) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            if kwargs or not args or not all(isinstance(a, torch.Tensor) for a in args):
+                raise ValueError(f"calibration of {group!r} supports positional tensor inputs only")
+            for row in range(args[0].shape[0]):
+                slot = seen[group] if seen[group] < size else rng.randrange(seen[group] + 1)
+                if slot < size:
+                    sample = (seen[group], tuple(a[row].detach().clone() for a in args))
+                    if slot < len(kept[group]):
+                        kept[group][slot] = sample
+                    else:
+                        kept[group].append(sample)
+                seen[group] += 1
+        return hook
+
+    handles = [getattr(world_model, g).register_forward_pre_hook(hook_for(g), with_kwargs=True) for g in groups]
+    try:
+        run_fn()
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [g for g in groups if not kept[g]]
+    if missing:
+        raise ValueError(f"run_fn never called {', '.join(missing)}; nothing to calibrate them on")
+    inputs: dict[str, list[Batch]] = {}
+    for g in groups:
+        by_shape: dict[tuple, list[Batch]] = {}
+        for _, sample in sorted(kept[g], key=lambda s: s[0]):
+            by_shape.setdefault(tuple(t.shape for t in sample), []).append(sample)
+        inputs[g] = [
+            tuple(torch.stack(parts) for parts in zip(*samples[i : i + batch_size]))
+            for samples in by_shape.values() for i in range(0, len(samples), batch_size)
+        ]
+    return Calibration(inputs)
+
+
+@torch.no_grad()
+def replay(model: nn.Module, calibration: Calibration, groups: Iterable[str], hooks: dict[nn.Module, Callable]) -> None:
+    """Run every calibration batch of ``groups`` through the model with ``hooks`` (module ->
+    ``fn(args, kwargs)``) installed as forward-pre-hooks."""
+    handles = [m.register_forward_pre_hook(lambda _m, a, k, fn=fn: fn(a, k), with_kwargs=True) for m, fn in hooks.items()]
+    try:
+        wanted = set(groups)
+        for group in (g for g in GROUPS if g in wanted):  # fixed order: row subsets are seeded
+            module = getattr(model, group)
+            for batch in calibration.inputs[group]:
+                module(*batch)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@dataclass
+class LayerInputs:
+    """What a layer saw: ``rows`` a seeded random subset of its channel-last inputs (n, C), the
+    per-channel ``lo`` / ``hi`` over all of them (C,), and ``example``: its first raw input, for
+    re-running layers that are not Linear-like (convolutions)."""
+
+    rows: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    example: torch.Tensor
+
+
+class _RowCollector:
+    """Running per-channel range and a seeded random subset of at most ``max_rows`` rows."""
+
+    def __init__(self, max_rows: int, generator: torch.Generator) -> None:
+        self.max_rows, self.generator = max_rows, generator
+        self.parts: list[torch.Tensor] = []
+        self.lo = self.hi = self.example = None
+
+    def _subset(self, rows: torch.Tensor) -> torch.Tensor:
+        if rows.shape[0] <= self.max_rows:
+            return rows
+        return rows[torch.randperm(rows.shape[0], generator=self.generator)[: self.max_rows]]
+
+    def add(self, rows: torch.Tensor, raw: torch.Tensor) -> None:
+        lo, hi = rows.amin(0), rows.amax(0)
+        self.lo = lo if self.lo is None else torch.minimum(self.lo, lo)
+        self.hi = hi if self.hi is None else torch.maximum(self.hi, hi)
+        self.parts.append(self._subset(rows).clone())
+        if self.example is None:
+            self.example = raw.clone()
+
+    def result(self) -> LayerInputs:
+        return LayerInputs(self._subset(torch.cat(self.parts)), self.lo, self.hi, self.example)
+
+
+def collect_layer_inputs(
+    model: nn.Module, calibration: Calibration, layers: dict[str, tuple[str, nn.Module]], max_rows: int, seed: int,
+    rotations: dict[str, torch.Tensor] | None = None,
+) -> dict[str, LayerInputs]:
+    """Inputs of each layer (name -> (group, module)) under calibration replay, channel-last and
+    multiplied by the layer's pending online rotation (name -> (C, C)) if any."""
+    rotations = rotations or {}
+    generator = torch.Generator().manual_seed(seed)
+    collectors = {name: _RowCollector(max_rows, generator) for name in layers}
+
+    def hook_for(name: str, module: nn.Module) -> Callable:
+        channel_dim = 1 if isinstance(module, nn.modules.conv._ConvNd) else -1
+
+        def hook(args: tuple, kwargs: dict) -> None:
+            x = args[0]
+            rows = channels_last(x, channel_dim).reshape(-1, x.shape[channel_dim])
+            if name in rotations:
+                rows = rows @ rotations[name]
+            collectors[name].add(rows, rows if channel_dim == -1 else x)
+        return hook
+
+    replay(model, calibration, {g for g, _ in layers.values()}, {m: hook_for(n, m) for n, (_, m) in layers.items()})
+    return {name: c.result() for name, c in collectors.items()}
+
+
+def collect_attention_ranges(
+    model: nn.Module, calibration: Calibration, attends: dict[str, tuple[str, nn.Module]]
+) -> dict[str, tuple[tuple[torch.Tensor, torch.Tensor], ...]]:
+    """Per-channel (heads * dh) min / max of q, k and v of each ``attend`` under replay."""
+    ranges: dict[str, list] = {name: [None, None, None] for name in attends}
+
+    def hook_for(name: str) -> Callable:
+        def hook(args: tuple, kwargs: dict) -> None:
+            for i, t in enumerate(args[:3]):
+                flat = heads_last(t).reshape(-1, t.shape[1] * t.shape[3])
+                lo, hi = flat.amin(0), flat.amax(0)
+                old = ranges[name][i]
+                ranges[name][i] = (lo, hi) if old is None else (torch.minimum(old[0], lo), torch.maximum(old[1], hi))
+        return hook
+
+    replay(model, calibration, {g for g, _ in attends.values()}, {m: hook_for(n) for n, (_, m) in attends.items()})
+    return {name: tuple(r) for name, r in ranges.items()}
+
+
+def collect_module_calls(
+    model: nn.Module, calibration: Calibration, modules: dict[str, tuple[str, nn.Module]]
+) -> dict[str, list[tuple[tuple, dict]]]:
+    """Every (args, kwargs) each module (name -> (group, module)) receives under replay."""
+    calls: dict[str, list[tuple[tuple, dict]]] = {name: [] for name in modules}
+    hooks = {m: (lambda a, k, n=n: calls[n].append((a, k))) for n, (_, m) in modules.items()}
+    replay(model, calibration, {g for g, _ in modules.values()}, hooks)
+    return calls
