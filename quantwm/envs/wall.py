@@ -179,9 +179,14 @@ class WallDataPolicy:
     """Data-collection policy: a persistent random walk (AR(1) actions that reverse when a wall stopped
     the last move) that, in ``cross_prob`` of the episodes, walks through the door once (aligning
     with the door on the near side, then crossing to a point 3-12 px past the far face) before
-    wandering again. Call with the state (3,) -> action (2,)."""
+    wandering again. While wandering, each step starts a *charge* with probability ``charge_prob``:
+    a straight run of 6-20 steps at a random point of the other room, which the middle wall stops
+    unless the line meets the door - so the data shows sustained pushes against the wall at every
+    height (a model that never sees them imagines the dot through the wall). Call with the state
+    (3,) -> action (2,)."""
 
     cross_prob = 0.6
+    charge_prob = 0.06
     walk_momentum = 0.8
     walk_std = 0.8  # innovation std; stationary per-axis std = 0.8 / sqrt(1 - 0.8^2) = 1.33
     max_seek_action = 1.5
@@ -216,6 +221,17 @@ class WallDataPolicy:
             self._phase, self._phase_t = "through", 0
         if self._phase == "through" and np.linalg.norm(self._far - xy) < 1.0:
             self._phase = "wander"
+        if self._phase == "charge" and self._phase_t > self._charge_len:
+            self._phase = "wander"
+        if self._phase == "wander" and self._rng.random() < self.charge_prob:
+            other_room = RIGHT_ROOM_X if xy[0] < WALL_CENTRE else LEFT_ROOM_X
+            self._far = np.array([self._rng.uniform(*other_room), self._rng.uniform(*ROOM_Y)])
+            self._charge_speed = self._rng.uniform(0.8, self.max_seek_action)
+            self._charge_len = int(self._rng.integers(6, 21))
+            self._phase, self._phase_t = "charge", 0
+        if self._phase == "charge":
+            heading = self._far - xy
+            return heading / max(np.linalg.norm(heading), 1e-6) * self._charge_speed + self._rng.normal(0.0, self.seek_noise, 2)
         if self._phase == "wander":
             blocked = self._last_xy is not None and np.linalg.norm(xy - self._last_xy) < STEP_SCALE * np.linalg.norm(self._walk) / 2
             self._walk = (-1.0 if blocked else 1.0) * self.walk_momentum * self._walk + self._rng.normal(0.0, self.walk_std, 2)

@@ -1,5 +1,5 @@
 """DINO-WM model family: DINOv2-layout encoder, frame-causal predictor, embeddings, decoder."""
-from quantwm.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, shipped_checkpoint
+from quantwm.models.checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint, shipped_checkpoint
 from quantwm.models.decoder import DecoderConfig
 from quantwm.models.predictor import PredictorConfig, frame_causal_mask
 from quantwm.models.vit import ViTConfig
@@ -7,5 +7,5 @@ from quantwm.models.world_model import MODULE_GROUPS, Latents, WorldModel, World
 
 __all__ = [
     "MODULE_GROUPS", "CheckpointError", "DecoderConfig", "Latents", "PredictorConfig", "ViTConfig", "WorldModel",
-    "WorldModelConfig", "frame_causal_mask", "load_checkpoint", "save_checkpoint", "shipped_checkpoint",
+    "WorldModelConfig", "frame_causal_mask", "load_checkpoint", "read_meta", "save_checkpoint", "shipped_checkpoint",
 ]

@@ -37,9 +37,9 @@ PRESETS: dict[str, TrainPreset] = {
         encoder=ViTConfig(img_size=64, patch_size=16, embed_dim=64, depth=4, num_heads=4, layerscale_init=0.1),
         predictor=PredictorConfig(depth=4, heads=4, dim_head=32, mlp_dim=256),
         decoder=DecoderConfig(channel=32, n_res_block=2, n_res_channel=16, upsample_stride=4, dec_stride=4),
-        encoder_steps=3000,
-        predictor_steps=6000,
-        decoder_steps=1500,
+        encoder_steps=2500,
+        predictor_steps=8000,
+        decoder_steps=1000,
     ),
     "pusht": TrainPreset(
         image_size=128,
@@ -47,9 +47,9 @@ PRESETS: dict[str, TrainPreset] = {
         encoder=ViTConfig(img_size=128, patch_size=32, embed_dim=128, depth=4, num_heads=4, layerscale_init=0.1),
         predictor=PredictorConfig(depth=4, heads=4, dim_head=32, mlp_dim=512),
         decoder=DecoderConfig(channel=32, n_res_block=2, n_res_channel=16, upsample_stride=4, dec_stride=8),
-        encoder_steps=4000,
-        predictor_steps=10000,
-        decoder_steps=1500,
+        encoder_steps=2000,
+        predictor_steps=2500,
+        decoder_steps=500,
     ),
 }
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quantwm.envs import ENV_SPECS
-from quantwm.envs.dataset import load_split
+from quantwm.envs.dataset import load_meta, load_split
 from quantwm.models import Latents, WorldModel, WorldModelConfig, save_checkpoint
 from quantwm.planning.objective import planning_cost
 from quantwm.training.presets import TrainPreset, get_preset
@@ -89,6 +89,21 @@ class Windows:
         return starts[:, None, None] + torch.arange(self.length * self.frameskip).reshape(self.length, self.frameskip)
 
 
+def _in_eval_mode(method: Callable[["Trainer"], dict[str, float]]) -> Callable[["Trainer"], dict[str, float]]:
+    """Run ``method`` with the model in eval mode, restoring every submodule's train flag after."""
+
+    def wrapper(self: "Trainer") -> dict[str, float]:
+        flags = {mod: mod.training for mod in self.model.modules()}
+        self.model.eval()
+        try:
+            return method(self)
+        finally:
+            for mod, flag in flags.items():
+                mod.train(flag)
+
+    return wrapper
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -122,13 +137,15 @@ class Trainer:
             self.model.load_state_dict(saved["model"])
             self.pixel_head.load_state_dict(saved["pixel_head"])
             self.state = saved["state"]
+            torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
 
     # ---- bookkeeping --------------------------------------------------------------------
     def _save(self, opt: torch.optim.Optimizer | None) -> None:
         self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
         self.state["opt"] = opt.state_dict() if opt is not None else None
         tmp = self._state_path.with_suffix(".tmp")
-        torch.save({"model": self.model.state_dict(), "pixel_head": self.pixel_head.state_dict(), "state": self.state}, tmp)
+        torch.save({"model": self.model.state_dict(), "pixel_head": self.pixel_head.state_dict(), "state": self.state,
+                    "torch_rng": torch.get_rng_state()}, tmp)
         os.replace(tmp, self._state_path)
         with open(self.cfg.run_dir / "log.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.state["log"])
@@ -224,6 +241,7 @@ class Trainer:
         return F.mse_loss(pred[..., :e], target[..., :e].detach())
 
     @torch.inference_mode()
+    @_in_eval_mode
     def relevance_check(self) -> dict[str, float]:
         """Planning cost (alpha 1) of true vs random actions on fixed validation windows.
 
@@ -231,7 +249,6 @@ class Trainer:
         goal is the real frame at the end. A model that cannot tell the two apart cannot plan.
         """
         m, h = self.model, self.preset.planning_horizon
-        m.eval()
         windows = Windows(self.val.episode_offsets, m.cfg.frameskip, h)
         gen = torch.Generator().manual_seed(self.cfg.seed)
         starts = windows.starts[torch.randperm(len(windows.starts), generator=gen)[: self.cfg.eval_windows]]
@@ -241,9 +258,6 @@ class Trainer:
         goal = Latents(lat.visual[:, -1:], proprio_emb[:, -1:])
         true_cost = planning_cost(m, m.rollout(context, actions), goal, alpha=1.0)
         random_cost = planning_cost(m, m.rollout(context, torch.randn(actions.shape, generator=gen)), goal, alpha=1.0)
-        m.predictor.train()
-        m.action_encoder.train()
-        m.proprio_encoder.train()
         return {"cost_true": true_cost.mean().item(), "cost_random": random_cost.mean().item(),
                 "true_beats_random": (true_cost < random_cost).float().mean().item(),
                 "proprio_target_std": proprio_emb.std().item()}
@@ -297,8 +311,7 @@ class Trainer:
         """Write the checkpoint, its training log and loss curves next to ``cfg.out``."""
         self.model.eval()
         relevance = self.relevance_check()
-        self.model.eval()
-        meta = json.loads((self.cfg.data_dir / "meta.json").read_text()) if (self.cfg.data_dir / "meta.json").is_file() else {}
+        meta = load_meta(self.cfg.data_dir)
         training = {
             "command": self.cfg.command, "seed": self.cfg.seed, "steps": self.steps, "batch_size": self.preset.batch_size,
             "epochs": {ph: round(self.steps[ph] * self.preset.batch_size / n, 2) for ph, n in

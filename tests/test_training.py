@@ -1,0 +1,65 @@
+"""Training: runs end to end on a tiny dataset, and an interrupted run resumes to identical weights."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from quantwm.envs.dataset import DEFAULT_DATASETS, generate_dataset
+from quantwm.models import load_checkpoint
+from quantwm.training import presets as presets_module
+from quantwm.training.trainer import TrainConfig, Trainer, train
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def wall_data(tmp_path_factory) -> Path:
+    cfg = replace(DEFAULT_DATASETS["wall"], n_episodes=12, episode_len=40)
+    return generate_dataset(cfg, tmp_path_factory.mktemp("data") / "wall")
+
+
+def _cfg(data: Path, root: Path) -> TrainConfig:
+    return TrainConfig(env="wall", data_dir=data, run_dir=root / "run", out=root / "model", steps_scale=0.002,
+                       save_every_s=0.0, eval_every=10, eval_windows=16, command="quantwm train --env wall")
+
+
+def test_interrupted_training_resumes_to_identical_weights(wall_data: Path, tmp_path: Path, monkeypatch) -> None:
+    straight = load_checkpoint(train(_cfg(wall_data, tmp_path / "a"), echo=lambda s: None))
+
+    calls = {"n": 0}
+    real = Trainer._predictor_loss
+
+    def flaky(self, gen):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise Interrupt  # stop in the middle of the predictor phase
+        return real(self, gen)
+
+    monkeypatch.setattr(Trainer, "_predictor_loss", flaky)
+    with pytest.raises(Interrupt):
+        train(_cfg(wall_data, tmp_path / "b"), echo=lambda s: None)
+    state = torch.load(tmp_path / "b" / "run" / "state.pt", weights_only=False)["state"]
+    assert state["phase"] == "predictor" and state["step"] == 6
+    resumed_path = train(_cfg(wall_data, tmp_path / "b"), echo=lambda s: None)
+    resumed = load_checkpoint(resumed_path)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+
+    meta = json.loads(resumed_path.read_text())["training"]
+    assert meta["command"] == "quantwm train --env wall" and meta["seed"] == 0
+    assert meta["data"]["train_episodes"] == 10 and meta["wall_time_s"] > 0
+    assert set(meta["steps"]) == {"encoder", "predictor", "decoder"} and set(meta["relevance"]) >= {"cost_true", "cost_random"}
+    assert (tmp_path / "b" / "model.loss.png").stat().st_size > 1000
+    assert (tmp_path / "b" / "model.log.jsonl").read_text().count("\n") >= 3
+
+
+def test_training_rejects_data_of_the_wrong_resolution(wall_data: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(presets_module.PRESETS, "wall", replace(presets_module.PRESETS["wall"], image_size=32))
+    with pytest.raises(ValueError, match="has 64-px frames, the wall preset needs 32"):
+        Trainer(_cfg(wall_data, tmp_path))
