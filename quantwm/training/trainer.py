@@ -137,7 +137,8 @@ class Trainer:
             self.model.load_state_dict(saved["model"])
             self.pixel_head.load_state_dict(saved["pixel_head"])
             self.state = saved["state"]
-            torch.set_rng_state(saved["torch_rng"])  # dropout draws from the global generator
+            if "torch_rng" in saved:  # dropout draws from the global generator (absent in pre-0.1 states)
+                torch.set_rng_state(saved["torch_rng"])
 
     # ---- bookkeeping --------------------------------------------------------------------
     def _save(self, opt: torch.optim.Optimizer | None) -> None:
