@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from quantwm.envs import ENV_NAMES
-from quantwm.envs.dataset import dataset_dir
 from quantwm.envs.episodes import make_eval_episodes
 from quantwm.models import WorldModel, load_checkpoint, shipped_checkpoint
 from quantwm.planning import EpisodeRecord, PlannerSpec, planner_spec, run_episodes
@@ -67,7 +66,7 @@ def evaluate(model: WorldModel, env: str, planner: str, episodes: int, seed: int
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     spec = planner_spec(env, planner, **overrides)
-    eps = make_eval_episodes(env, episodes, seed, data_dir=data_dir or dataset_dir(env))
+    eps = make_eval_episodes(env, episodes, seed, data_dir=data_dir)
     t0 = time.time()
     records = run_episodes(model, env, eps, spec, batch_size=batch_size, record_frames=record_frames, progress=progress)
     return EvalResult(env, planner, spec, records, time.time() - t0)
@@ -85,7 +84,7 @@ def episode_video(model: WorldModel, env: str, planner: str, episode: int, seed:
     check_env(env)
     if episode < 0:
         raise ValueError(f"episode index must be >= 0, got {episode}")
-    ep = make_eval_episodes(env, episode + 1, seed, data_dir=data_dir or dataset_dir(env))[episode]
+    ep = make_eval_episodes(env, episode + 1, seed, data_dir=data_dir)[episode]
     spec = planner_spec(env, planner)
     record = run_episodes(model, env, [ep], spec, record_frames=True)[0]
     goal_frame = make_env(env, render_size=model.cfg.image_size).reset(options={"state": ep.goal_state})[0]["visual"]

@@ -184,3 +184,17 @@ def test_pusht_goals_require_moving_the_t(pusht_dir: Path) -> None:
             env.simulate(np.zeros(2))
         idle_failures += not env.is_success(ep.goal_state, env.state)
     assert idle_failures / len(episodes) >= 0.8
+
+
+def test_regenerated_split_equals_the_stored_one(tmp_path) -> None:
+    """Evaluation can run before `quantwm data`: a split recomputed without frames is the stored one."""
+    from dataclasses import replace
+
+    from quantwm.envs.dataset import DEFAULT_DATASETS, generate_dataset, load_split, regenerate_split
+
+    cfg = replace(DEFAULT_DATASETS["pusht"], n_episodes=10, episode_len=30, render_size=32)
+    stored = load_split(generate_dataset(cfg, tmp_path / "pusht"), "val", frames=False)
+    again = regenerate_split(cfg, "val")
+    for key in ("proprio", "actions", "states", "episode_offsets"):
+        np.testing.assert_array_equal(getattr(again, key), getattr(stored, key), err_msg=key)
+    assert again.frames is None

@@ -210,6 +210,22 @@ def load_split(data_dir: Path, split: str, frames: bool = True) -> EpisodeData:
         )
 
 
+def regenerate_split(cfg: DatasetConfig, split: str) -> EpisodeData:
+    """One split's states, proprio and actions (no frames), recomputed instead of loaded.
+
+    Episodes are deterministic per (seed, index) and the policy sees states only, so this equals
+    the stored split of a dataset generated from ``cfg``; rendering at a tiny size keeps it fast
+    (PushT's default validation split: ~5 s). Lets evaluation run before ``quantwm data``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
+    env = make_env(cfg.env, 8)
+    records = [record_episode(env, DATA_POLICIES[cfg.env], cfg.seed, e, cfg.episode_len) for e in cfg.split_ranges()[split]]
+    offsets = np.arange(len(records) + 1, dtype=np.int64) * (cfg.episode_len + 1)
+    return EpisodeData(frames=None, episode_offsets=offsets,
+                       **{key: np.concatenate([r[key] for r in records]) for key in ("proprio", "actions", "states")})
+
+
 def load_meta(data_dir: Path) -> dict[str, Any]:
     """The meta.json of a generated dataset."""
     return json.loads((Path(data_dir) / "meta.json").read_text())

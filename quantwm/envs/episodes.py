@@ -24,7 +24,7 @@ import numpy as np
 
 from quantwm.envs import check_env_name, make_env
 from quantwm.envs.base import wrapped_angle_diff
-from quantwm.envs.dataset import SPLITS, dataset_dir, load_split
+from quantwm.envs.dataset import DEFAULT_DATASETS, SPLITS, EpisodeData, dataset_dir, load_split, regenerate_split
 from quantwm.envs.pusht import SUCCESS_ANGLE_TOL, SUCCESS_POS_TOL
 from quantwm.envs.wall import DOOR_RANGE, LEFT_ROOM_X, RIGHT_ROOM_X, ROOM_Y
 
@@ -66,8 +66,16 @@ def _motion_score(start: np.ndarray, goal: np.ndarray) -> float:
     return max(shift / SUCCESS_POS_TOL, turn / SUCCESS_ANGLE_TOL)
 
 
+def _pusht_data(data_dir: Path | None, split: str) -> EpisodeData:
+    """The split from ``data_dir``; with no ``data_dir`` and no generated default dataset, the
+    default dataset's split recomputed (identical, frames not needed)."""
+    if data_dir is None and not (dataset_dir("pusht") / "meta.json").is_file():
+        return regenerate_split(DEFAULT_DATASETS["pusht"], split)
+    return load_split(dataset_dir("pusht") if data_dir is None else Path(data_dir), split, frames=False)
+
+
 def _pusht_sampler(data_dir: Path | None, split: str) -> GoalSampler:
-    data = load_split(dataset_dir("pusht") if data_dir is None else Path(data_dir), split, frames=False)
+    data = _pusht_data(data_dir, split)
     rows = [data.episode(e) for e in range(data.n_episodes)]
     # (first row, last valid window offset) of each episode with room for GOAL_STEPS actions
     windows = [(r.start, r.stop - r.start - 1 - GOAL_STEPS) for r in rows if r.stop - r.start - 1 >= GOAL_STEPS]
