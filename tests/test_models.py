@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from quantwm.models import (
-    CheckpointError, DecoderConfig, Latents, PredictorConfig, ViTConfig, WorldModel, WorldModelConfig,
+    CheckpointError, DecoderConfig, PredictorConfig, ViTConfig, WorldModel, WorldModelConfig,
     frame_causal_mask, load_checkpoint, save_checkpoint,
 )
 from quantwm.models.predictor import ViTPredictor

@@ -101,7 +101,7 @@ def run_episodes(model: WorldModel, env_name: str, episodes: list[EvalEpisode], 
 def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], spec: PlannerSpec,
                record_frames: bool) -> list[EpisodeRecord]:
     t_start = time.time()
-    size, fs = model.cfg.image_size, model.cfg.frameskip
+    size = model.cfg.image_size
     envs = [make_env(env_name, render_size=size) for _ in episodes]
     obs = [env.reset(options={"state": ep.start_state})[0] for env, ep in zip(envs, episodes)]
     goal_env = make_env(env_name, render_size=size)
