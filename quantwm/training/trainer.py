@@ -130,7 +130,8 @@ class Trainer:
         p = self.preset.encoder.patch_size
         self.pixel_head = nn.Linear(self.preset.encoder.embed_dim, p * p * 3)
         self.state: dict[str, Any] = {"phase": PHASES[0], "step": 0, "elapsed_s": 0.0, "log": [], "opt": None}
-        self._latents: dict[str, torch.Tensor] = {}
+        self._latents: dict[str, torch.Tensor] = {}  # frozen-encoder latents per split, (N, P, E)
+        self._mean_frame: torch.Tensor | None = None  # (1, 3, S, S), for the foreground weighting
         self._state_path = cfg.run_dir / "state.pt"
         if self._state_path.is_file():
             saved = torch.load(self._state_path, weights_only=False)
@@ -201,10 +202,10 @@ class Trainer:
 
     def _mean_frame_gap(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> (B, 3, S, S) in [0, 1]: 1 where a pixel differs from the mean frame."""
-        if "mean_frame" not in self._latents:
+        if self._mean_frame is None:
             sample = self.train.frames[:: max(1, len(self.train.frames) // 2000)]
-            self._latents["mean_frame"] = self.model.preprocess(torch.from_numpy(sample)).mean(0, keepdim=True)
-        gap = (x - self._latents["mean_frame"]).abs().amax(dim=1, keepdim=True)
+            self._mean_frame = self.model.preprocess(torch.from_numpy(sample)).mean(0, keepdim=True)
+        gap = (x - self._mean_frame).abs().amax(dim=1, keepdim=True)
         return (gap > 0.1).float().expand_as(x)
 
     # ---- phase 2: predictor -------------------------------------------------------------
