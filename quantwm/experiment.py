@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from quantwm.envs import ENV_NAMES
+from quantwm.envs import ENV_NAMES, make_env
 from quantwm.envs.episodes import make_eval_episodes
 from quantwm.models import WorldModel, load_checkpoint, shipped_checkpoint
 from quantwm.planning import EpisodeRecord, PlannerSpec, planner_spec, run_episodes
@@ -78,7 +78,6 @@ def episode_video(model: WorldModel, env: str, planner: str, episode: int, seed:
 
     The video shows the executed real frames beside the goal frame.
     """
-    from quantwm.envs import make_env
     from quantwm.viz.video import side_by_side, write_mp4
 
     check_env(env)

@@ -15,17 +15,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from quantwm.envs import make_env
+from quantwm.envs.episodes import EvalEpisode
 from quantwm.models import Latents, WorldModel
 from quantwm.planning.optimizers import OptimizerConfig, optimize
-
-if TYPE_CHECKING:
-    from quantwm.envs.episodes import EvalEpisode
 
 
 @dataclass(frozen=True)
