@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from quantwm.envs import ENV_NAMES
+from quantwm.models.official import OfficialCheckpoint
 from quantwm.planning import PLANNERS
 from quantwm.runtime import configure_runtime
 
@@ -52,7 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_eval(args: argparse.Namespace) -> None:
     from quantwm.experiment import evaluate, load_model
 
-    model = load_model(args.env, args.checkpoint, args.device)
+    model = load_model(args.env, args.checkpoint, args.device, official=official_from_args(args))
     overrides = {"samples": args.samples, "topk": args.topk, "opt_steps": args.opt_steps, "horizon": args.horizon, "budget": args.budget}
     planners = [args.planner, "do_nothing"] + (["random"] if args.random_baseline else [])
     results = []
@@ -73,6 +74,34 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out))
         print(f"wrote {args.json}")
+
+
+def add_official_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags naming an official DINO-WM checkpoint (see ``quantwm.models.official``)."""
+    g = p.add_argument_group("official DINO-WM checkpoint (instead of a quantwm model)")
+    g.add_argument("--checkpoint-root", metavar="ROOT", help="DINO-WM root holding outputs/NAME/{hydra.yaml,checkpoints/}")
+    g.add_argument("--model-name", metavar="NAME", help="the run under ROOT/outputs")
+    g.add_argument("--dinov2", metavar="PATH", help="dinov2_vits14_pretrain.pth or a torch-hub cache directory")
+    g.add_argument("--stats", metavar="PATH", help="normalisation stats JSON (required for Wall)")
+    g.add_argument("--trust-checkpoint", action="store_true",
+                   help="unpickle globals outside the allow-list: runs arbitrary code, only for files you trust")
+
+
+def official_from_args(args: argparse.Namespace) -> OfficialCheckpoint | None:
+    """The official checkpoint the flags name, or None; ValueError on an incomplete or clashing set."""
+    if args.checkpoint_root is None:
+        given = [f for f, v in (("--model-name", args.model_name), ("--dinov2", args.dinov2), ("--stats", args.stats),
+                                ("--trust-checkpoint", args.trust_checkpoint)) if v]
+        if given:
+            raise ValueError(f"{', '.join(given)} given without --checkpoint-root ROOT (an official DINO-WM checkpoint "
+                             "needs --checkpoint-root, --model-name and --dinov2)")
+        return None
+    if args.model_name is None or args.dinov2 is None:
+        raise ValueError("--checkpoint-root needs --model-name NAME and --dinov2 PATH")
+    if getattr(args, "checkpoint", None) is not None:
+        raise ValueError("give --checkpoint or --checkpoint-root, not both")
+    return OfficialCheckpoint(Path(args.checkpoint_root), args.model_name, Path(args.dinov2),
+                              Path(args.stats) if args.stats else None, args.trust_checkpoint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--samples", "--opt-steps", "--topk", "--horizon", "--budget"):
         e.add_argument(flag, type=_positive)
     e.add_argument("--checkpoint", help="a checkpoint's .json (default: the shipped model)")
+    add_official_arguments(e)
     e.add_argument("--device", default="cpu")
     e.add_argument("--batch-episodes", type=_positive, default=1, help="episodes planned together in one batch")
     e.add_argument("--random-baseline", action="store_true", help="also run the random-action baseline")

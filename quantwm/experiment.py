@@ -12,7 +12,7 @@ import torch
 
 from quantwm.envs import ENV_NAMES, make_env
 from quantwm.envs.episodes import make_eval_episodes
-from quantwm.models import WorldModel, load_checkpoint, shipped_checkpoint
+from quantwm.models import OfficialCheckpoint, WorldModel, load_checkpoint, shipped_checkpoint
 from quantwm.planning import EpisodeRecord, PlannerSpec, planner_spec, run_episodes
 
 DEVICES = ("cpu", "cuda")
@@ -24,16 +24,26 @@ def check_env(env: str) -> str:
     return env
 
 
-def load_model(env: str, checkpoint: str | Path | None = None, device: str = "cpu") -> WorldModel:
-    """The shipped model of ``env`` (or ``checkpoint``) on ``device``, in eval mode, frozen."""
-    check_env(env)
+def load_model(env: str | None, checkpoint: str | Path | None = None, device: str = "cpu",
+               official: OfficialCheckpoint | None = None) -> WorldModel:
+    """A world model on ``device``, in eval mode, frozen: the shipped model of ``env``, or
+    ``checkpoint`` (quantwm's format), or ``official`` (a DINO-WM run; ``env`` None takes its env)."""
+    if checkpoint is not None and official is not None:
+        raise ValueError("give a quantwm checkpoint or an official DINO-WM checkpoint, not both")
+    if env is None and official is None:
+        raise ValueError(f"an env is required for a quantwm checkpoint; valid: {', '.join(ENV_NAMES)}")
+    if env is not None:
+        check_env(env)
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
-    model = load_checkpoint(checkpoint or shipped_checkpoint(env), device=device)
-    if model.cfg.env != env:
-        raise ValueError(f"checkpoint {checkpoint} is a {model.cfg.env!r} model, not {env!r}")
+    if official is not None:
+        model, source = official.load(device), f"DINO-WM run {official.root / 'outputs' / official.name}"
+    else:
+        model, source = load_checkpoint(checkpoint or shipped_checkpoint(env), device=device), f"checkpoint {checkpoint}"
+    if env is not None and model.cfg.env != env:
+        raise ValueError(f"{source} is a {model.cfg.env!r} model, not {env!r}")
     return model.requires_grad_(False)
 
 
