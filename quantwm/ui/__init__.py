@@ -1,12 +1,16 @@
 """Gradio layout and callbacks (thin: calls ``quantwm.experiment`` and ``quantwm.viz``)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import gradio as gr
 
 from quantwm.envs import ENV_NAMES
 from quantwm.experiment import episode_video, load_model
-from quantwm.models import OfficialCheckpoint, WorldModel
 from quantwm.runtime import CACHE
+
+if TYPE_CHECKING:
+    from quantwm.models import OfficialCheckpoint, WorldModel
 
 UI_PLANNERS = ("mpc", "cem", "gd")
 
