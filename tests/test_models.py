@@ -158,3 +158,15 @@ def test_missing_checkpoint_error(tmp_path) -> None:
 def test_config_rejects_wrong_stat_sizes() -> None:
     with pytest.raises(ValueError, match="action_std has 1 values, expected 2"):
         WorldModelConfig.from_dict({**tiny_config().to_dict(), "action_std": [1.0]})
+
+
+def test_newest_only_equals_full_forward_last_frame():
+    """The fast path (final layer restricted to the newest frame's queries) is exact."""
+    torch.manual_seed(0)
+    pred = ViTPredictor(4, 3, 24, PredictorConfig(depth=3, heads=2, dim_head=8, mlp_dim=32, dropout=0.0, emb_dropout=0.0)).eval()
+    for frames in (1, 2, 3):
+        x = torch.randn(5, frames * 4, 24)
+        full = pred(x)[:, -4:]
+        fast = pred(x, newest_only=True)
+        assert fast.shape == (5, 4, 24)
+        assert (fast - full).abs().max().item() < 1e-5

@@ -47,11 +47,14 @@ class Attention(nn.Module):
         self.attend = ScaledDotProductAttention()
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x: (B, N, dim); mask: (N, N) bool -> (B, N, dim)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, queries: int | None = None) -> torch.Tensor:
+        """x: (B, N, dim); mask: (N, N) bool -> (B, Nq, dim), the outputs of the last Nq tokens
+        (``queries``; default all N): keys and values still come from all N tokens."""
         b, n, _ = x.shape
+        nq = n if queries is None else queries
         q, k, v = self.to_qkv(self.norm(x)).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        return self.to_out(self.attend(q, k, v, mask).transpose(1, 2).reshape(b, n, -1))
+        out = self.attend(q[:, :, n - nq :], k, v, mask[n - nq :])
+        return self.to_out(out.transpose(1, 2).reshape(b, nq, -1))
 
 
 class FeedForward(nn.Module):
@@ -75,9 +78,18 @@ class Transformer(nn.Module):
         )
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        for attn, ff in self.layers:
-            x = x + attn(x, mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last: int | None = None) -> torch.Tensor:
+        """x: (B, N, dim); mask: (N, N) -> (B, N, dim), or only the last ``last`` tokens' outputs.
+
+        Exact shortcut: only the final layer's queries are restricted, because every earlier layer's
+        outputs are the keys and values of the next.
+        """
+        final = len(self.layers) - 1
+        for i, (attn, ff) in enumerate(self.layers):
+            if i == final and last is not None:
+                x = x[:, -last:] + attn(x, mask, queries=last)
+            else:
+                x = x + attn(x, mask)
             x = x + ff(x)
         return self.norm(x)
 
@@ -94,8 +106,10 @@ class ViTPredictor(nn.Module):
         self.transformer = Transformer(dim, cfg)
         self.register_buffer("frame_causal_mask", frame_causal_mask(num_frames, num_patches), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, dim) with N = t * num_patches, t <= num_frames -> (B, N, dim).
+    def forward(self, x: torch.Tensor, newest_only: bool = False) -> torch.Tensor:
+        """(B, N, dim) with N = t * num_patches, t <= num_frames -> (B, N, dim), or with
+        ``newest_only`` just the newest frame's outputs (B, num_patches, dim) - equal to the last
+        ``num_patches`` rows of the full output (the frame-causal mask makes that exact).
 
         Positions restart at 0 for every call (``pos_embedding[:, :N]``), as in DINO-WM.
         """
@@ -105,4 +119,4 @@ class ViTPredictor(nn.Module):
                 f"predictor takes up to {self.num_frames} frames of {self.num_patches} tokens, got {n} tokens"
             )
         x = self.dropout(x + self.pos_embedding[:, :n])
-        return self.transformer(x, self.frame_causal_mask[:n, :n])
+        return self.transformer(x, self.frame_causal_mask[:n, :n], last=self.num_patches if newest_only else None)

@@ -156,10 +156,11 @@ class WorldModel(nn.Module):
         e, ep = self.cfg.visual_dim, self.cfg.proprio_emb_dim
         return Latents(tokens[..., :e], tokens[..., 0, e : e + ep])
 
-    def predict(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens of t <= num_hist frames (B, t, P, D) -> next-frame predictions (B, t, P, D)."""
+    def predict(self, tokens: torch.Tensor, newest_only: bool = False) -> torch.Tensor:
+        """Tokens of t <= num_hist frames (B, t, P, D) -> next-frame predictions (B, t, P, D), or
+        with ``newest_only`` only the prediction after the newest frame (B, 1, P, D)."""
         b, t, p, d = tokens.shape
-        return self.predictor(tokens.reshape(b, t * p, d)).reshape(b, t, p, d)
+        return self.predictor(tokens.reshape(b, t * p, d), newest_only=newest_only).reshape(b, -1, p, d)
 
     def rollout(self, latents: Latents, actions: torch.Tensor) -> torch.Tensor:
         """Imagine the future under planner actions, as DINO-WM does.
@@ -176,7 +177,7 @@ class WorldModel(nn.Module):
         z = self.tokens(latents, act_emb[:, :t0])
         e = self.cfg.visual_dim + self.cfg.proprio_emb_dim
         for t in range(t0, horizon + 1):
-            newest = self.predict(z[:, -self.cfg.num_hist :])[:, -1:]
+            newest = self.predict(z[:, -self.cfg.num_hist :], newest_only=True)
             if t < horizon:
                 action = act_emb[:, t : t + 1].unsqueeze(2).expand(-1, -1, newest.shape[2], -1)
                 newest = torch.cat([newest[..., :e], action], dim=-1)
