@@ -27,6 +27,7 @@ class TrainPreset:
     decoder_lr: float = 3e-4  # DINO-WM
     mask_ratio: float = 0.3
     foreground_weight: float = 4.0
+    proprio_loss_weight: float = 1.0  # weight of each proprio dim vs each visual dim (1 = DINO-WM's plain MSE)
     planning_horizon: int = 5  # planner steps of the relevance check (DINO-WM's horizon)
 
 
@@ -35,11 +36,12 @@ PRESETS: dict[str, TrainPreset] = {
         image_size=64,
         num_hist=1,
         encoder=ViTConfig(img_size=64, patch_size=16, embed_dim=64, depth=4, num_heads=4, layerscale_init=0.1),
-        predictor=PredictorConfig(depth=4, heads=4, dim_head=32, mlp_dim=256),
+        predictor=PredictorConfig(depth=4, heads=4, dim_head=32, mlp_dim=256, dropout=0.0, emb_dropout=0.0),
         decoder=DecoderConfig(channel=32, n_res_block=2, n_res_channel=16, upsample_stride=4, dec_stride=4),
         encoder_steps=2500,
-        predictor_steps=8000,
+        predictor_steps=20000,
         decoder_steps=1000,
+        proprio_loss_weight=5.0,
     ),
     "pusht": TrainPreset(
         image_size=128,

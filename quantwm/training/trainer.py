@@ -238,9 +238,11 @@ class Trainer:
         proprio_emb = m.encode_proprio(lat.proprio)
         src = m.tokens(Latents(lat.visual[:, :nh], proprio_emb[:, :nh]), m.encode_actions(actions))
         pred = m.predict(src)
-        e = m.cfg.visual_dim + m.cfg.proprio_emb_dim
-        target = m.tokens(Latents(lat.visual[:, 1:], proprio_emb[:, 1:]), torch.zeros_like(m.encode_actions(actions)))
-        return F.mse_loss(pred[..., :e], target[..., :e].detach())
+        e, ep, w = m.cfg.visual_dim, m.cfg.proprio_emb_dim, self.preset.proprio_loss_weight
+        target = m.tokens(Latents(lat.visual[:, 1:], proprio_emb[:, 1:]), torch.zeros_like(m.encode_actions(actions))).detach()
+        visual = F.mse_loss(pred[..., :e], target[..., :e])
+        proprio = F.mse_loss(pred[..., e : e + ep], target[..., e : e + ep])
+        return (e * visual + w * ep * proprio) / (e + w * ep)  # w = 1: plain MSE over all e + ep dims
 
     @torch.inference_mode()
     @_in_eval_mode
