@@ -11,6 +11,7 @@ from pathlib import Path
 from quantwm.envs import ENV_NAMES
 from quantwm.models.official import OfficialCheckpoint
 from quantwm.planning import PLANNERS
+from quantwm.planning.presets import DEFAULT_PRESET, PRESETS
 from quantwm.runtime import configure_runtime
 
 
@@ -54,7 +55,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from quantwm.experiment import evaluate, load_model
 
     model = load_model(args.env, args.checkpoint, args.device, official=official_from_args(args))
-    overrides = {"samples": args.samples, "topk": args.topk, "opt_steps": args.opt_steps, "horizon": args.horizon, "budget": args.budget}
+    overrides = {"samples": args.samples, "topk": args.topk, "opt_steps": args.opt_steps, "horizon": args.horizon,
+                 "budget": args.budget, "replan_every": args.replan_every}
     planners = [args.planner, "do_nothing"] + (["random"] if args.random_baseline else [])
     results = []
     for planner in planners:
@@ -62,6 +64,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                        progress=(lambda r: print(f"  episode {r.index}: success={r.success} dist={r.state_distance:.2f} "
                                                  f"objective={r.final_objective:.4f} {r.wall_time_s:.1f}s", flush=True))
                        if planner == args.planner and not args.quiet else None,
+                       preset=args.preset,
                        **(overrides if planner == args.planner else {"budget": args.budget, "horizon": args.horizon}))
         s = res.summary()
         print(f"{args.env} {planner}: success {s['success_rate']:.2f} over {s['episodes']} episodes, mean state distance "
@@ -130,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--planner", default="mpc", choices=PLANNERS)
     e.add_argument("--episodes", type=_positive, default=50)
     e.add_argument("--seed", type=int, default=99)
-    for flag in ("--samples", "--opt-steps", "--topk", "--horizon", "--budget"):
+    e.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
+                   help="planner settings: quick (interactive default) or paper (DINO-WM's); flags below override it")
+    for flag in ("--samples", "--opt-steps", "--topk", "--horizon", "--budget", "--replan-every"):
         e.add_argument(flag, type=_positive)
     e.add_argument("--checkpoint", help="a checkpoint's .json (default: the shipped model)")
     add_official_arguments(e)

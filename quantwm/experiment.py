@@ -14,6 +14,7 @@ from quantwm.envs import ENV_NAMES, make_env
 from quantwm.envs.episodes import make_eval_episodes
 from quantwm.models import OfficialCheckpoint, WorldModel, load_checkpoint, shipped_checkpoint
 from quantwm.planning import EpisodeRecord, PlannerSpec, planner_spec, run_episodes
+from quantwm.planning.presets import DEFAULT_PRESET
 
 DEVICES = ("cpu", "cuda")
 
@@ -70,12 +71,13 @@ class EvalResult:
 
 def evaluate(model: WorldModel, env: str, planner: str, episodes: int, seed: int, *,
              data_dir: Path | None = None, batch_size: int = 1, record_frames: bool = False,
-             progress: Callable[[EpisodeRecord], None] | None = None, **overrides: int | None) -> EvalResult:
+             progress: Callable[[EpisodeRecord], None] | None = None, preset: str = DEFAULT_PRESET,
+             **overrides: int | None) -> EvalResult:
     """Plan ``episodes`` validation episodes (determined by ``seed``) with a named planner."""
     check_env(env)
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    spec = planner_spec(env, planner, **overrides)
+    spec = planner_spec(env, planner, preset=preset, **overrides)
     eps = make_eval_episodes(env, episodes, seed, data_dir=data_dir)
     t0 = time.time()
     records = run_episodes(model, env, eps, spec, batch_size=batch_size, record_frames=record_frames, progress=progress)

@@ -108,7 +108,19 @@ def test_open_loop_executes_the_whole_plan(wall_model: WorldModel) -> None:
     ({"planner": "nope"}, "unknown planner 'nope'; valid: cem, mpc, gd, do_nothing, random"),
     ({"planner": "mpc", "samples": 0}, "samples must be >= 1"),
     ({"planner": "mpc", "samples": 4, "topk": 8}, r"topk \(8\) must not exceed samples \(4\)"),
+    ({"planner": "mpc", "preset": "fast"}, "unknown planner preset 'fast'; valid: quick, paper"),
+    ({"planner": "mpc", "replan_every": 0}, "replan_every must be >= 1"),
 ])
 def test_planner_spec_rejects_bad_input(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         planner_spec("wall", **kwargs)
+
+
+def test_presets_and_overrides() -> None:
+    paper = planner_spec("pusht", "mpc", preset="paper")
+    assert (paper.optimizer.samples, paper.optimizer.topk, paper.optimizer.opt_steps, paper.horizon) == (300, 30, 30, 5)
+    assert paper.replan_every == 5  # DINO-WM executes the whole horizon-5 plan before replanning
+    assert planner_spec("wall", "cem", preset="paper").optimizer.opt_steps == 10
+    over = planner_spec("wall", "mpc", preset="paper", samples=50, replan_every=2)
+    assert (over.optimizer.samples, over.optimizer.topk, over.replan_every) == (50, 30, 2)
+    assert planner_spec("wall", "mpc") == planner_spec("wall", "mpc", preset="quick")
