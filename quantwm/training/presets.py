@@ -47,10 +47,10 @@ PRESETS: dict[str, TrainPreset] = {
         image_size=128,
         num_hist=3,
         encoder=ViTConfig(img_size=128, patch_size=32, embed_dim=128, depth=4, num_heads=4, layerscale_init=0.1),
-        predictor=PredictorConfig(depth=4, heads=4, dim_head=32, mlp_dim=512),
+        predictor=PredictorConfig(depth=4, heads=4, dim_head=32, mlp_dim=512, dropout=0.0, emb_dropout=0.0),
         decoder=DecoderConfig(channel=32, n_res_block=2, n_res_channel=16, upsample_stride=4, dec_stride=8),
         encoder_steps=2000,
-        predictor_steps=2500,
+        predictor_steps=6000,
         decoder_steps=500,
     ),
 }
