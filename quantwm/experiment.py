@@ -15,6 +15,7 @@ from quantwm.envs.episodes import make_eval_episodes
 from quantwm.models import OfficialCheckpoint, WorldModel, load_checkpoint, shipped_checkpoint
 from quantwm.planning import EpisodeRecord, PlannerSpec, planner_spec, run_episodes
 from quantwm.planning.presets import DEFAULT_PRESET
+from quantwm.quant import Calibration, capture_calibration
 
 DEVICES = ("cpu", "cuda")
 
@@ -82,6 +83,19 @@ def evaluate(model: WorldModel, env: str, planner: str, episodes: int, seed: int
     t0 = time.time()
     records = run_episodes(model, env, eps, spec, batch_size=batch_size, record_frames=record_frames, progress=progress)
     return EvalResult(env, planner, spec, records, time.time() - t0)
+
+
+def calibrate(model: WorldModel, env: str, groups: tuple[str, ...] = ("predictor",), size: int = 256, seed: int = 0,
+              episodes: int = 4, preset: str = DEFAULT_PRESET, data_dir: Path | None = None,
+              **overrides: int | None) -> Calibration:
+    """Quantization calibration inputs of ``groups``: a seeded subset of ``size`` inputs captured
+    while ``model`` (full precision) plans MPC episodes of the calibration split, which never
+    shares an episode with evaluation. Same arguments, same calibration."""
+    check_env(env)
+    spec = planner_spec(env, "mpc", preset=preset, **overrides)
+    eps = make_eval_episodes(env, episodes, seed, data_dir=data_dir, split="calib")
+    return capture_calibration(model, groups, lambda: run_episodes(model, env, eps, spec, batch_size=len(eps)),
+                               size=size, seed=seed)
 
 
 def episode_video(model: WorldModel, env: str, planner: str, episode: int, seed: int, out_dir: Path,

@@ -124,3 +124,20 @@ def test_presets_and_overrides() -> None:
     over = planner_spec("wall", "mpc", preset="paper", samples=50, replan_every=2)
     assert (over.optimizer.samples, over.optimizer.topk, over.replan_every) == (50, 30, 2)
     assert planner_spec("wall", "mpc") == planner_spec("wall", "mpc", preset="quick")
+
+
+def test_calibration_comes_from_fp_planning_on_calibration_episodes(wall_model: WorldModel) -> None:
+    from quantwm.experiment import calibrate
+
+    val = make_eval_episodes("wall", 3, 0)
+    calib = make_eval_episodes("wall", 3, 0, split="calib")
+    assert not any(np.array_equal(a.start_state, b.start_state) for a in val for b in calib)
+    kw = {"samples": 6, "topk": 2, "opt_steps": 2, "budget": 2, "episodes": 2, "size": 40, "seed": 5}
+    cal = calibrate(wall_model, "wall", ("predictor", "encoder"), **kw)
+    assert cal.size("predictor") == 40 and cal.size("encoder") > 0
+    tokens = cal.inputs["predictor"][0][0]
+    assert tokens.shape[1:] == (wall_model.cfg.encoder.num_patches, wall_model.cfg.token_dim)  # one frame (num_hist 1)
+    again = calibrate(wall_model, "wall", ("predictor", "encoder"), **kw)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(cal.inputs["predictor"], again.inputs["predictor"]))
+    other = calibrate(wall_model, "wall", ("predictor",), **{**kw, "seed": 6})
+    assert not torch.equal(other.inputs["predictor"][0][0], tokens)

@@ -1,7 +1,8 @@
 """Seeded evaluation episodes (start state + goal state) for planning.
 
 Episode ``i`` of ``make_eval_episodes(env, n, seed)`` is drawn from ``np.random.default_rng([seed, i])``
-alone, so it is the same whatever ``n`` is. Its first draw is the episode's own ``seed`` (for the
+alone (``[seed, i, split index]`` for another split, so calibration episodes never repeat evaluation
+ones, Wall's included), so it is the same whatever ``n`` is. Its first draw is the episode's own ``seed`` (for the
 planner's sampling noise); the start / goal come after.
 
 - Wall: a random door centre in [12, 52]; start and goal in opposite rooms (which room starts is a
@@ -119,7 +120,7 @@ def make_eval_episodes(env: str, n: int, seed: int, data_dir: Path | None = None
     sample = GOAL_SAMPLERS[env](data_dir, split)
     episodes = []
     for index in range(n):
-        rng = np.random.default_rng([seed, index])
+        rng = np.random.default_rng([seed, index] if split == "val" else [seed, index, SPLITS.index(split)])
         episode_seed = int(rng.integers(2**31))
         start, goal = sample(rng)
         episodes.append(EvalEpisode(index=index, seed=episode_seed, start_state=start, goal_state=goal))

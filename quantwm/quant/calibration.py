@@ -63,8 +63,8 @@ def capture_calibration(
 
     def hook_for(group: str) -> Callable:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            if kwargs or not args or not all(isinstance(a, torch.Tensor) for a in args):
-                raise ValueError(f"calibration of {group!r} supports positional tensor inputs only")
+            if not args or not all(isinstance(a, torch.Tensor) for a in args) or any(isinstance(v, torch.Tensor) for v in kwargs.values()):
+                raise ValueError(f"calibration of {group!r} supports positional tensor inputs only (non-tensor flags are dropped)")
             for row in range(args[0].shape[0]):
                 slot = seen[group] if seen[group] < size else rng.randrange(seen[group] + 1)
                 if slot < size:
