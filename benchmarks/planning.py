@@ -1,0 +1,213 @@
+"""Planning speed on the shipped models, every number measured in one run (issue 6).
+
+Prints, per environment:
+  (a) rollout throughput of quantwm's rollout versus a reference rollout written the way DINO-WM's
+      planner does it (one episode at a time, the context frame repeated and encoded for every
+      sample, the whole history window recomputed with all its outputs at every step), and the
+      max output difference;
+  (b) CEM plan time and MPC-episode time at the quick and paper presets;
+  (c) predictor forward at batch 300: achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode)
+      against the measured fp32 matmul peak of this machine (best sgemm over a few sizes);
+  (d) quantized / FP plan-time ratio: W4A16 group-32 and W8A8 fake quant (RTN) and real int8;
+  (e) peak memory (process max RSS; CUDA max allocated on a GPU);
+  (f) the quick preset's 10-episode FP + quantized experiment: 10 MPC episodes with the FP model
+      and 10 with a W4 group-32 weight-only copy, through ``experiment.evaluate`` as
+      ``quantwm eval`` runs it.
+Timings are medians of ``--repeats`` runs. Usage:
+  python benchmarks/planning.py [--env wall pusht] [--threads 2] [--device cpu] [--paper-mpc-episodes 1]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from quantwm.envs import make_env  # noqa: E402
+from quantwm.envs.episodes import make_eval_episodes  # noqa: E402
+from quantwm.experiment import calibrate, evaluate, load_model  # noqa: E402
+from quantwm.models import Latents, WorldModel  # noqa: E402
+from quantwm.planning import planner_spec  # noqa: E402
+from quantwm.planning.optimizers import cem  # noqa: E402
+from quantwm.quant import ActQuant, GroupQuant, QuantConfig, WeightQuant, quantize  # noqa: E402
+from quantwm.quant.real import RealQuantConfig, realize  # noqa: E402
+from quantwm.runtime import configure_runtime  # noqa: E402
+
+SEED = 99
+EPISODES = 10
+W4A16 = QuantConfig(predictor=GroupQuant(WeightQuant(4, granularity="group", group_size=32)))
+W8A8 = QuantConfig(predictor=GroupQuant(WeightQuant(8), ActQuant(8, granularity="per_token")))
+
+
+def median_time(fn: Callable[[], object], repeats: int, device: str) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run."""
+    def run() -> float:
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+    run()
+    return statistics.median(run() for _ in range(repeats))
+
+
+def observations(model: WorldModel, env: str, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Start and goal frames (n, 1, S, S, 3) and proprio (n, 1, dp) of the first n validation episodes."""
+    episodes = make_eval_episodes(env, n, SEED)
+    e = make_env(env, render_size=model.cfg.image_size)
+    obs = [e.reset(options={"state": s})[0] for ep in episodes for s in (ep.start_state, ep.goal_state)]
+    frames = torch.from_numpy(np.stack([o["visual"] for o in obs]))[:, None]
+    proprio = torch.from_numpy(np.stack([o["proprio"] for o in obs])).float()[:, None]
+    return frames[0::2], proprio[0::2], frames[1::2], proprio[1::2]
+
+
+def reference_rollout(model: WorldModel, frames: torch.Tensor, proprio: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """DINO-WM's way: frames (E, 1, ...), proprio (E, 1, dp), actions (E, S, H, A) -> (E*S, H+1, P, D)."""
+    e_dim = model.cfg.visual_dim + model.cfg.proprio_emb_dim
+    out = []
+    for ep in range(actions.shape[0]):
+        s, h = actions.shape[1:3]
+        lat = model.encode_obs(frames[ep : ep + 1].expand(s, *frames.shape[1:]), proprio[ep : ep + 1].expand(s, *proprio.shape[1:]))
+        act = model.encode_actions(actions[ep])
+        z = model.tokens(lat, act[:, :1])
+        for t in range(1, h + 1):
+            newest = model.predict(z[:, -model.cfg.num_hist :])[:, -1:]
+            if t < h:
+                newest = torch.cat([newest[..., :e_dim], act[:, t : t + 1, None].expand(-1, -1, newest.shape[2], -1)], -1)
+            z = torch.cat([z, newest], 1)
+        out.append(z)
+    return torch.cat(out)
+
+
+def project_rollout(model: WorldModel, frames: torch.Tensor, proprio: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """quantwm's way: every episode's observation encoded once, all E*S samples in one batch."""
+    lat = model.encode_obs(frames, proprio)
+    s = actions.shape[1]
+    ctx = Latents(lat.visual.repeat_interleave(s, 0), lat.proprio.repeat_interleave(s, 0))
+    return model.rollout(ctx, actions.flatten(0, 1))
+
+
+def matmul_peak(device: str, repeats: int) -> float:
+    """Best fp32 matmul GFLOP/s over a few square sizes."""
+    best = 0.0
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+        best = max(best, 2 * n**3 / median_time(lambda: a @ b, repeats, device) / 1e9)
+    return best
+
+
+def plan_seconds(model: WorldModel, env: str, preset: str, start: Latents, goal: Latents, repeats: int, device: str) -> float:
+    """One CEM plan (MPC's first plan) for all episodes at once, per episode."""
+    spec = planner_spec(env, "mpc", preset=preset)
+    n = start.visual.shape[0]
+
+    def plan() -> None:
+        gens = [torch.Generator().manual_seed(i) for i in range(n)]
+        cem(model, start, goal, spec.horizon, spec.alpha, gens, spec.optimizer)
+    return median_time(plan, repeats, device) / n
+
+
+def mpc_seconds(model: WorldModel, env: str, preset: str, episodes: int) -> tuple[float, float]:
+    """(seconds per MPC episode, success rate), all episodes planned in one batch as ``quantwm eval``."""
+    res = evaluate(model, env, "mpc", episodes, SEED, batch_size=episodes, preset=preset)
+    return res.wall_time_s / episodes, res.success_rate
+
+
+def bench_env(env: str, args: argparse.Namespace) -> None:
+    dev, reps = args.device, args.repeats
+    model = load_model(env, device=dev)
+    print(f"\n=== {env}: {sum(p.numel() for p in model.predictor.parameters()) / 1e6:.2f} M predictor params, "
+          f"{model.cfg.encoder.num_patches} patches x {model.cfg.num_hist} frames, token dim {model.cfg.token_dim}")
+    frames, proprio, goal_frames, goal_proprio = observations(model, env, EPISODES)
+    frames, proprio = frames.to(dev), proprio.to(dev)
+    with torch.inference_mode():
+        start = model.encode_obs(frames, proprio)
+        goal = model.encode_obs(goal_frames.to(dev), goal_proprio.to(dev))
+
+    # (a) rollout throughput
+    quick = planner_spec(env, "mpc")
+    samples, horizon = quick.optimizer.samples, quick.horizon
+    actions = torch.randn(EPISODES, samples, horizon, model.cfg.planner_action_dim, generator=torch.Generator().manual_seed(0)).to(dev)
+    with torch.inference_mode():
+        ref = reference_rollout(model, frames, proprio, actions)
+        ours = project_rollout(model, frames, proprio, actions)
+        diff = (ref - ours).abs().max().item()
+        t_ref = median_time(lambda: reference_rollout(model, frames, proprio, actions), reps, dev)
+        t_ours = median_time(lambda: project_rollout(model, frames, proprio, actions), reps, dev)
+    n_roll = EPISODES * samples
+    print(f"(a) rollout of {EPISODES} episodes x {samples} samples x {horizon} steps: reference {n_roll / t_ref:.0f} rollouts/s, "
+          f"quantwm {n_roll / t_ours:.0f} rollouts/s: {t_ref / t_ours:.2f}x; max |difference| {diff:.2e}")
+
+    # (c) predictor forward at batch 300 against the matmul peak
+    x = torch.randn(300, model.cfg.num_hist * model.cfg.encoder.num_patches, model.cfg.token_dim, device=dev)
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            model.predictor(x)
+        flops = counter.get_total_flops()
+        t_fwd = median_time(lambda: model.predictor(x), reps, dev)
+    peak = matmul_peak(dev, reps)
+    print(f"(c) predictor forward, batch 300 x {x.shape[1]} tokens: {flops / 1e9:.2f} GFLOP in {t_fwd * 1e3:.1f} ms = "
+          f"{flops / t_fwd / 1e9:.1f} GFLOP/s; fp32 matmul peak {peak:.1f} GFLOP/s: {100 * flops / t_fwd / 1e9 / peak:.0f} % of peak")
+
+    # (b) plan and MPC-episode time per preset
+    with torch.inference_mode():
+        for preset in ("quick", "paper"):
+            p = plan_seconds(model, env, preset, start, goal, max(1, reps // 2) if preset == "paper" else reps, dev)
+            spec = planner_spec(env, "mpc", preset=preset)
+            n_mpc = EPISODES if preset == "quick" else args.paper_mpc_episodes
+            line = f"(b) {preset}: {spec.optimizer}, horizon {spec.horizon}, replan every {spec.replan_every}, budget {spec.max_steps}: plan {p:.2f} s/episode"
+            if n_mpc:
+                per_episode, success = mpc_seconds(model, env, preset, n_mpc)
+                line += f"; MPC {per_episode:.2f} s/episode ({n_mpc} episodes in one batch, success {success:.2f})"
+            print(line)
+
+    # (d) quantized / FP plan time
+    cal = calibrate(model, env, ("predictor",), size=64, seed=0, episodes=2, budget=2)
+    with torch.inference_mode():
+        fp = plan_seconds(model, env, "quick", start, goal, reps, dev)
+        for name, cfg in (("W4A16 g32 fake", W4A16), ("W8A8 fake", W8A8)):
+            q = quantize(model, cfg, cal)
+            print(f"(d) {name}: plan time {plan_seconds(q, env, 'quick', start, goal, reps, dev) / fp:.3f}x FP")
+        if dev == "cpu":
+            real = realize(model, RealQuantConfig("w8a8"), cal)
+            kernels = set(real.report["kernel"])
+            print(f"(d) real int8 (w8a8; predictor kernels: {', '.join(sorted(kernels))}): plan time "
+                  f"{plan_seconds(real.model, env, 'quick', start, goal, reps, dev) / fp:.3f}x FP")
+
+    # (f) the quick preset's FP + quantized experiment
+    q = quantize(model, W4A16, cal)
+    t0 = time.perf_counter()
+    fp_res = evaluate(model, env, "mpc", EPISODES, SEED, batch_size=EPISODES)
+    q_res = evaluate(q, env, "mpc", EPISODES, SEED, batch_size=EPISODES)
+    total = time.perf_counter() - t0
+    print(f"(f) quick: {EPISODES} FP + {EPISODES} W4A16-g32 MPC episodes in {total:.1f} s "
+          f"(success FP {fp_res.success_rate:.2f}, quantized {q_res.success_rate:.2f})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", nargs="+", default=["wall", "pusht"], choices=["wall", "pusht"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--paper-mpc-episodes", type=int, default=1, help="0 skips MPC at the paper preset")
+    args = parser.parse_args()
+    configure_runtime(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
+    for env in args.env:
+        bench_env(env, args)
+    print(f"\n(e) peak memory: max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+          + (f", CUDA max allocated {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if args.device == "cuda" else ""))
+
+
+if __name__ == "__main__":
+    main()
