@@ -141,3 +141,25 @@ def test_calibration_comes_from_fp_planning_on_calibration_episodes(wall_model: 
     assert all(torch.equal(a[0], b[0]) for a, b in zip(cal.inputs["predictor"], again.inputs["predictor"]))
     other = calibrate(wall_model, "wall", ("predictor",), **{**kw, "seed": 6})
     assert not torch.equal(other.inputs["predictor"][0][0], tokens)
+
+
+def test_warm_start_begins_each_replan_from_the_rest_of_the_last_plan(wall_model: WorldModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[torch.Tensor | None, torch.Tensor]] = []
+    real = episodes_module.optimize
+
+    def spy(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        seen.append((args[-1], plan.actions.clone()))
+        return plan
+
+    monkeypatch.setattr(episodes_module, "optimize", spy)
+    spec = PlannerSpec(CEMConfig(samples=8, topk=2, opt_steps=2), horizon=4, replan_every=1, max_steps=3, warm_start=True)
+    run_episodes(wall_model, "wall", make_eval_episodes("wall", 2, 1), spec, batch_size=2)
+    assert seen[0][0] is None and len(seen) == 3
+    for (_, previous), (init, _) in zip(seen, seen[1:]):
+        torch.testing.assert_close(init[:, :3], previous[:, 1:])
+        assert torch.equal(init[:, 3:], torch.zeros_like(init[:, 3:]))
+    # without warm start every plan starts from zeros
+    seen.clear()
+    run_episodes(wall_model, "wall", make_eval_episodes("wall", 2, 1), PlannerSpec(CEMConfig(samples=8, topk=2, opt_steps=2), horizon=4, replan_every=1, max_steps=3), batch_size=2)
+    assert all(init is None for init, _ in seen)

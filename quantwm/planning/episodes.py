@@ -36,6 +36,7 @@ class PlannerSpec:
     max_steps: int = 5
     sticky_success: bool = False
     shrink_horizon: bool = False  # plan min(horizon, remaining budget) steps: no overshoot at the end
+    warm_start: bool = False  # start each replan from the unexecuted rest of the previous plan (zeros after it)
     alpha: float = 1.0
 
     def __post_init__(self) -> None:
@@ -112,14 +113,20 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
     done_at = [0.0] * len(episodes)
     steps_done, plan_index = 0, 0
     active = list(range(len(episodes)))
+    rest = torch.zeros(len(episodes), 0, model.cfg.planner_action_dim)  # unexecuted planned actions, for warm starts
     while active and steps_done < spec.max_steps:
         horizon = min(spec.horizon, spec.max_steps - steps_done) if spec.shrink_horizon else spec.horizon
         gens = [_plan_generator(episodes[i].seed, plan_index) for i in active]
         idx = torch.tensor(active)
+        init = None
+        if spec.warm_start and plan_index:
+            init = torch.cat([rest[idx], torch.zeros(len(active), max(0, horizon - rest.shape[1]), rest.shape[2])], 1)[:, :horizon]
         plan = optimize(model, _observe(model, [obs[i] for i in active]), Latents(goal.visual[idx], goal.proprio[idx]),
-                        horizon, spec.alpha, gens, spec.optimizer)
+                        horizon, spec.alpha, gens, spec.optimizer, init)
         env_actions = model.denormalize_actions(plan.actions).cpu().numpy().astype(np.float64)
         n_exec = min(spec.replan_every, horizon, spec.max_steps - steps_done)
+        rest = torch.zeros(len(episodes), horizon - n_exec, rest.shape[2])
+        rest[idx] = plan.actions[:, n_exec:].cpu()
         for row, i in enumerate(active):
             plans[i].append((plan.objective_trace[row].tolist(), float(plan.final_objective[row]), plan.actions[row].cpu().numpy()))
             for k in range(n_exec):

@@ -72,11 +72,12 @@ def _cost(model: WorldModel, context: Latents, goal: Latents, actions: torch.Ten
 
 @torch.inference_mode()
 def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
-        gens: list[torch.Generator], cfg: CEMConfig) -> Plan:
-    """context / goal: Latents with leading dim E; returns the mean plan after ``opt_steps``."""
+        gens: list[torch.Generator], cfg: CEMConfig, init: torch.Tensor | None = None) -> Plan:
+    """context / goal: Latents with leading dim E; ``init`` (E, horizon, A) starts the mean (zeros
+    by default); returns the mean plan after ``opt_steps``."""
     e, s, a_dim = len(gens), cfg.samples, model.cfg.planner_action_dim
     dev = context.visual.device
-    mu = torch.zeros(e, horizon, a_dim, device=dev)
+    mu = torch.zeros(e, horizon, a_dim, device=dev) if init is None else init.to(dev, torch.float32).clone()
     sigma = torch.full_like(mu, cfg.var_scale)
     ctx = Latents(_expand(context.visual, s), _expand(context.proprio, s))
     tgt = Latents(_expand(goal.visual, s), _expand(goal.proprio, s))
@@ -95,11 +96,13 @@ def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha:
 
 
 def gd(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
-       gens: list[torch.Generator], cfg: GDConfig) -> Plan:
-    """SGD on the actions with small exploration noise after each step."""
+       gens: list[torch.Generator], cfg: GDConfig, init: torch.Tensor | None = None) -> Plan:
+    """SGD on the actions with small exploration noise after each step, from ``init`` (E, horizon, A)
+    plus ``init_std`` noise (zeros by default)."""
     dev = context.visual.device
     shape = (horizon, model.cfg.planner_action_dim)
-    actions = (cfg.init_std * _randn(gens, shape, dev)).requires_grad_(True)
+    start = cfg.init_std * _randn(gens, shape, dev)
+    actions = (start if init is None else start + init.to(dev, torch.float32)).requires_grad_(True)
     opt = torch.optim.SGD([actions], lr=cfg.lr)
     trace = torch.empty(len(gens), cfg.opt_steps)
     with torch.enable_grad():
@@ -121,7 +124,8 @@ def gd(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: 
 def _baseline(make: Callable[[WorldModel, list[torch.Generator], tuple[int, int], torch.device], torch.Tensor]):
     @torch.inference_mode()
     def plan(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
-             gens: list[torch.Generator], cfg: DoNothingConfig | RandomConfig) -> Plan:
+             gens: list[torch.Generator], cfg: DoNothingConfig | RandomConfig, init: torch.Tensor | None = None) -> Plan:
+        """Baselines ignore ``init``."""
         actions = make(model, gens, (horizon, model.cfg.planner_action_dim), context.visual.device)
         return Plan(actions, torch.empty(len(gens), 0), _cost(model, context, goal, actions, alpha).cpu())
 
@@ -142,6 +146,6 @@ OPTIMIZERS: dict[type, Callable[..., Plan]] = {
 
 
 def optimize(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
-             gens: list[torch.Generator], cfg: OptimizerConfig) -> Plan:
-    """Dispatch on the config's type (see ``OPTIMIZERS``)."""
-    return OPTIMIZERS[type(cfg)](model, context, goal, horizon, alpha, gens, cfg)
+             gens: list[torch.Generator], cfg: OptimizerConfig, init: torch.Tensor | None = None) -> Plan:
+    """Dispatch on the config's type (see ``OPTIMIZERS``); ``init`` (E, horizon, A) warm-starts CEM / GD."""
+    return OPTIMIZERS[type(cfg)](model, context, goal, horizon, alpha, gens, cfg, init)

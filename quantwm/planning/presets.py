@@ -30,6 +30,7 @@ class PlannerPreset:
     horizon: int
     mpc_budget: int  # planner steps (each frameskip env steps)
     mpc_replan_every: int
+    mpc_warm_start: bool = False  # replans start from the rest of the previous plan (DINO-WM: from zeros)
 
 
 _GD = GDConfig(opt_steps=100, lr=1.0)
@@ -48,7 +49,7 @@ DEFAULT_PRESET = "quick"
 
 def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, samples: int | None = None,
                  topk: int | None = None, opt_steps: int | None = None, horizon: int | None = None,
-                 budget: int | None = None, replan_every: int | None = None) -> PlannerSpec:
+                 budget: int | None = None, replan_every: int | None = None, warm_start: bool | None = None) -> PlannerSpec:
     """The ``PlannerSpec`` of ``planner`` on ``env`` under ``preset``; given values override it."""
     if preset not in PRESETS:
         raise ValueError(f"unknown planner preset {preset!r}; valid: {', '.join(PRESETS)}")
@@ -72,7 +73,8 @@ def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, sample
         "cem": PlannerSpec(cem, horizon=h, replan_every=h, max_steps=h),
         "gd": PlannerSpec(gd, horizon=h, replan_every=h, max_steps=h),
         "mpc": PlannerSpec(cem, horizon=h, replan_every=replan_every or p.mpc_replan_every, max_steps=mpc_budget,
-                           sticky_success=True, shrink_horizon=True),
+                           sticky_success=True, shrink_horizon=True,
+                           warm_start=p.mpc_warm_start if warm_start is None else warm_start),
         "do_nothing": PlannerSpec(DoNothingConfig(), horizon=mpc_budget, replan_every=mpc_budget, max_steps=mpc_budget),
         "random": PlannerSpec(RandomConfig(), horizon=mpc_budget, replan_every=mpc_budget, max_steps=mpc_budget),
     }
