@@ -56,7 +56,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     model = load_model(args.env, args.checkpoint, args.device, official=official_from_args(args))
     overrides = {"samples": args.samples, "topk": args.topk, "opt_steps": args.opt_steps, "horizon": args.horizon,
-                 "budget": args.budget, "replan_every": args.replan_every}
+                 "budget": args.budget, "replan_every": args.replan_every, "warm_start": args.warm_start}
     planners = [args.planner, "do_nothing"] + (["random"] if args.random_baseline else [])
     results = []
     for planner in planners:
@@ -137,10 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="planner settings: quick (interactive default) or paper (DINO-WM's); flags below override it")
     for flag in ("--samples", "--opt-steps", "--topk", "--horizon", "--budget", "--replan-every"):
         e.add_argument(flag, type=_positive)
+    e.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
+                   help="MPC replans start from the rest of the previous plan (default: the preset's choice)")
     e.add_argument("--checkpoint", help="a checkpoint's .json (default: the shipped model)")
     add_official_arguments(e)
     e.add_argument("--device", default="cpu")
-    e.add_argument("--batch-episodes", type=_positive, default=1, help="episodes planned together in one batch")
+    e.add_argument("--batch-episodes", type=_positive, default=10,
+                   help="episodes planned together in one batch (results do not depend on it)")
     e.add_argument("--random-baseline", action="store_true", help="also run the random-action baseline")
     e.add_argument("--json", help="write per-episode records here")
     e.add_argument("--quiet", action="store_true")

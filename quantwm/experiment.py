@@ -73,7 +73,7 @@ class EvalResult:
 def evaluate(model: WorldModel, env: str, planner: str, episodes: int, seed: int, *,
              data_dir: Path | None = None, batch_size: int = 1, record_frames: bool = False,
              progress: Callable[[EpisodeRecord], None] | None = None, preset: str = DEFAULT_PRESET,
-             **overrides: int | None) -> EvalResult:
+             **overrides: int | bool | None) -> EvalResult:
     """Plan ``episodes`` validation episodes (determined by ``seed``) with a named planner."""
     check_env(env)
     if episodes < 1:
@@ -87,7 +87,7 @@ def evaluate(model: WorldModel, env: str, planner: str, episodes: int, seed: int
 
 def calibrate(model: WorldModel, env: str, groups: tuple[str, ...] = ("predictor",), size: int = 256, seed: int = 0,
               episodes: int = 4, preset: str = DEFAULT_PRESET, data_dir: Path | None = None,
-              **overrides: int | None) -> Calibration:
+              **overrides: int | bool | None) -> Calibration:
     """Quantization calibration inputs of ``groups``: a seeded subset of ``size`` inputs captured
     while ``model`` (full precision) plans MPC episodes of the calibration split, which never
     shares an episode with evaluation. Same arguments, same calibration."""
