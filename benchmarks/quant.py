@@ -1,14 +1,16 @@
 """Quantization engine benchmark, everything measured in one run.
 
 Prints: (1) mean layer-output SQNR of RTN / OMSE / GPTQ on the predictor's Linears at 3 and 4
-bits, per-channel and group 32 (148-wide rows: partial last groups); (2) max abs output error of
-every FP-equivalent transform with quantization disabled; (3) GPTQ W4 g32 and RTN quantize times;
-(4) real int8 predictor forward at batch 300 versus fp32: speed ratio, SQNR, weight bytes.
+bits, per-channel and group 32 (rows not a multiple of 32 end in a partial group); (2) max abs
+output error of every FP-equivalent transform with quantization disabled; (3) GPTQ W4 g32 and RTN
+quantize times; (4) real int8 predictor forward at batch 300 versus fp32: speed ratio, SQNR,
+weight bytes.
 
-The model is a predictor of the shipped size (depth 6, dim 148 = 128 + 10 + 10, 4 heads x 32,
-MLP 512, 3 frames x 16 patches = 48 tokens) with trained-like weights (heavy tails, outlier
-LayerNorm channels); pass a checkpoint path to use a real model instead.
-Usage: python benchmarks/quant.py [checkpoint] [--threads N]
+Default: the shipped model of ``--env`` (pusht), calibrated on its own FP MPC planning on
+calibration-split episodes (``experiment.calibrate``). ``--synthetic`` uses instead a predictor of
+the shipped PushT width with trained-like weights (heavy tails, outlier LayerNorm channels) and
+random tokens, the worst case for RTN.
+Usage: python benchmarks/quant.py [--env pusht|wall | --synthetic] [--threads N]
 """
 from __future__ import annotations
 
@@ -21,11 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quantwm.models import PredictorConfig, ViTConfig, WorldModel, WorldModelConfig, load_checkpoint  # noqa: E402
+from quantwm.experiment import calibrate, load_model  # noqa: E402
+from quantwm.models import PredictorConfig, ViTConfig, WorldModel, WorldModelConfig  # noqa: E402
 from quantwm.quant import (  # noqa: E402
     ActQuant, Calibration, GroupQuant, QuantConfig, WeightQuant, quantize, sqnr_db,
 )
 from quantwm.quant.real import RealQuantConfig, realize  # noqa: E402
+from quantwm.runtime import configure_runtime  # noqa: E402
 from tests.quant_fixtures import make_trained_like  # noqa: E402
 
 
@@ -47,14 +51,26 @@ def predictor_tokens(model: WorldModel, batch: int, seed: int) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("checkpoint", nargs="?")
+    parser.add_argument("--env", default="pusht", choices=["pusht", "wall"])
+    parser.add_argument("--synthetic", action="store_true", help="trained-like synthetic predictor, random tokens")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model = load_checkpoint(args.checkpoint) if args.checkpoint else shipped_size_model()
-    cal = Calibration.from_tensors(predictor=predictor_tokens(model, 32, seed=1))
+    configure_runtime(args.threads)
+    if args.synthetic:
+        model = shipped_size_model()
+        cal = Calibration.from_tensors(predictor=predictor_tokens(model, 32, seed=1))
+        example = Calibration.from_tensors(predictor=predictor_tokens(model, 300, seed=2))
+        source = "synthetic trained-like predictor, random tokens"
+    else:
+        model = load_model(args.env)
+        start = time.perf_counter()
+        planned = calibrate(model, args.env, ("predictor",), size=800, seed=0, episodes=4, budget=3)
+        longest = max(b[0].shape[1] for b in planned.inputs["predictor"])  # full history windows
+        tokens = torch.cat([b[0] for b in planned.inputs["predictor"] if b[0].shape[1] == longest])
+        cal, example = Calibration.from_tensors(predictor=tokens[:32]), Calibration.from_tensors(predictor=tokens[32:332])
+        source = f"shipped {args.env} model, inputs captured from FP MPC planning ({time.perf_counter() - start:.0f} s)"
     print(f"predictor: token dim {model.cfg.token_dim}, {sum(p.numel() for p in model.predictor.parameters())} params, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads; {source}")
 
     print("\n(1) mean layer-output SQNR (dB) on calibration inputs, predictor Linears")
     print(f"{'setting':<18}{'rtn':>8}{'omse':>8}{'gptq':>8}")
@@ -86,7 +102,6 @@ def main() -> None:
             print(f"{method:<9} {sqnr_db(fp_out, q.predictor(x)):.2f}")
 
     print("\n(4) real int8, predictor forward at batch 300")
-    example = Calibration.from_tensors(predictor=predictor_tokens(model, 300, seed=2))
     for mode in ("w8a8", "w8a16"):
         result = realize(model, RealQuantConfig(mode=mode, repeats=5), example)
         print(result.timings[["path", "seconds", "speedup", "sqnr_db", "error"]].to_string(index=False))
