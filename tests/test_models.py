@@ -170,3 +170,20 @@ def test_newest_only_equals_full_forward_last_frame():
         fast = pred(x, newest_only=True)
         assert fast.shape == (5, 4, 24)
         assert (fast - full).abs().max().item() < 1e-5
+
+
+def test_cached_prefix_extension_equals_full_forward():
+    """Frames appended one at a time with a cache give the full forward's outputs (exact)."""
+    from quantwm.models.predictor import PredictorCache
+
+    torch.manual_seed(1)
+    pred = ViTPredictor(4, 3, 24, PredictorConfig(depth=3, heads=2, dim_head=8, mlp_dim=32, dropout=0.0, emb_dropout=0.0)).eval()
+    x = torch.randn(5, 12, 24)
+    full = pred(x)
+    cache = PredictorCache()
+    assert (pred(x[:, :4], cache=cache) - full[:, :4]).abs().max().item() < 1e-5
+    assert (pred(x[:, :8], cache=cache) - full[:, 4:8]).abs().max().item() < 1e-5
+    assert (pred(x, newest_only=True, cache=cache) - full[:, 8:]).abs().max().item() < 1e-5
+    assert cache.tokens == 12
+    with pytest.raises(ValueError, match="already holds 12 tokens"):
+        pred(x, cache=cache)

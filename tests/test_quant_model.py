@@ -112,3 +112,27 @@ def test_capture_calibration_is_seeded_and_uses_real_calls():
         capture_calibration(model, ["encoder"], planning, size=4, seed=0)
     with pytest.raises(ValueError, match="valid: encoder"):
         capture_calibration(model, ["planner"], planning, size=4, seed=0)
+
+
+def test_quantized_rollout_shortcuts_are_exact():
+    """The rollout's cached / newest-only predictor calls equal plain full-window calls on a
+    quantized model too (per-token activations and attention matmuls quantized)."""
+    from quantwm.models import Latents
+
+    model = tiny_world_model()
+    per_token = GroupQuant(WeightQuant(4, granularity="group", group_size=16), ActQuant(8, granularity="per_token"), attention_matmuls=True)
+    q = quantize(model, QuantConfig(predictor=per_token), calibration_for(model, samples=4))
+    p, e = model.cfg.encoder.num_patches, model.cfg.visual_dim + model.cfg.proprio_emb_dim
+    g = torch.Generator().manual_seed(0)
+    lat = Latents(torch.randn(3, 1, p, model.cfg.visual_dim, generator=g), torch.randn(3, 1, model.cfg.proprio_emb_dim, generator=g))
+    actions = torch.randn(3, NUM_HIST + 2, model.cfg.planner_action_dim, generator=g)
+    with torch.no_grad():
+        fast = q.rollout(lat, actions)
+        emb = q.encode_actions(actions)
+        seq = q.tokens(lat, emb[:, :1])
+        for t in range(1, actions.shape[1] + 1):
+            newest = q.predict(seq[:, -NUM_HIST:])[:, -1:]
+            if t < actions.shape[1]:
+                newest = torch.cat([newest[..., :e], emb[:, t : t + 1, None].expand(-1, -1, p, -1)], -1)
+            seq = torch.cat([seq, newest], 1)
+    assert (fast - seq).abs().max().item() < 1e-4

@@ -17,6 +17,15 @@ from torch import nn
 from quantwm.models.attention import ScaledDotProductAttention
 
 
+class PredictorCache:
+    """Every layer's [keys, values] (B, heads, tokens, dim_head) of the first ``tokens`` tokens of
+    one sequence; filled and extended in place by ``ViTPredictor.forward(..., cache=...)``."""
+
+    def __init__(self) -> None:
+        self.layers: list[list[torch.Tensor]] = []
+        self.tokens = 0
+
+
 @dataclass(frozen=True)
 class PredictorConfig:
     """DINO-WM's released predictor: depth 6, heads 16, dim_head 64, mlp_dim 2048, dropout 0.1."""
@@ -47,12 +56,19 @@ class Attention(nn.Module):
         self.attend = ScaledDotProductAttention()
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, queries: int | None = None) -> torch.Tensor:
-        """x: (B, N, dim); mask: (N, N) bool -> (B, Nq, dim), the outputs of the last Nq tokens
-        (``queries``; default all N): keys and values still come from all N tokens."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, queries: int | None = None,
+                kv: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """x: (B, N, dim) tokens following the M tokens whose keys / values ``kv`` holds ([] or
+        None: M = 0); mask: (N, M + N) bool. Returns the outputs of the last Nq = ``queries``
+        tokens (default all N), (B, Nq, dim); a given ``kv`` is updated in place to all M + N tokens'
+        keys and values, each (B, heads, M + N, dim_head)."""
         b, n, _ = x.shape
         nq = n if queries is None else queries
         q, k, v = self.to_qkv(self.norm(x)).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        if kv:
+            k, v = torch.cat([kv[0], k], dim=2), torch.cat([kv[1], v], dim=2)
+        if kv is not None:
+            kv[:] = [k, v]
         out = self.attend(q[:, :, n - nq :], k, v, mask[n - nq :])
         return self.to_out(out.transpose(1, 2).reshape(b, nq, -1))
 
@@ -78,18 +94,21 @@ class Transformer(nn.Module):
         )
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, last: int | None = None) -> torch.Tensor:
-        """x: (B, N, dim); mask: (N, N) -> (B, N, dim), or only the last ``last`` tokens' outputs.
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last: int | None = None,
+                cache: PredictorCache | None = None) -> torch.Tensor:
+        """x: (B, N, dim) following the tokens whose keys / values ``cache`` holds (updated in
+        place); mask: (N, M + N). Returns (B, N, dim), or only the last ``last`` tokens' outputs.
 
         Exact shortcut: only the final layer's queries are restricted, because every earlier layer's
         outputs are the keys and values of the next.
         """
         final = len(self.layers) - 1
+        if cache is not None and not cache.layers:
+            cache.layers = [[] for _ in self.layers]
         for i, (attn, ff) in enumerate(self.layers):
-            if i == final and last is not None:
-                x = x[:, -last:] + attn(x, mask, queries=last)
-            else:
-                x = x + attn(x, mask)
+            restrict = last if i == final else None
+            out = attn(x, mask, queries=restrict, kv=None if cache is None else cache.layers[i])
+            x = (x if restrict is None else x[:, -restrict:]) + out
             x = x + ff(x)
         return self.norm(x)
 
@@ -106,17 +125,28 @@ class ViTPredictor(nn.Module):
         self.transformer = Transformer(dim, cfg)
         self.register_buffer("frame_causal_mask", frame_causal_mask(num_frames, num_patches), persistent=False)
 
-    def forward(self, x: torch.Tensor, newest_only: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, newest_only: bool = False, cache: PredictorCache | None = None) -> torch.Tensor:
         """(B, N, dim) with N = t * num_patches, t <= num_frames -> (B, N, dim), or with
         ``newest_only`` just the newest frame's outputs (B, num_patches, dim) - equal to the last
         ``num_patches`` rows of the full output (the frame-causal mask makes that exact).
 
-        Positions restart at 0 for every call (``pos_embedding[:, :N]``), as in DINO-WM.
+        ``cache`` holds the keys / values of x's first M tokens from earlier calls on prefixes of
+        the same sequence: only tokens M.. are computed (earlier frames never see later ones, so
+        this is exact), the outputs are those of tokens M.. (B, N - M, dim) unless ``newest_only``,
+        and the cache is extended to all N tokens.
+
+        Positions restart at 0 for every sequence (``pos_embedding[:, :N]``), as in DINO-WM.
         """
         n = x.shape[1]
         if n % self.num_patches or n > self.pos_embedding.shape[1]:
             raise ValueError(
                 f"predictor takes up to {self.num_frames} frames of {self.num_patches} tokens, got {n} tokens"
             )
-        x = self.dropout(x + self.pos_embedding[:, :n])
-        return self.transformer(x, self.frame_causal_mask[:n, :n], last=self.num_patches if newest_only else None)
+        m = 0 if cache is None else cache.tokens
+        if m >= n:
+            raise ValueError(f"the cache already holds {m} tokens; the sequence has {n}")
+        x = self.dropout(x[:, m:] + self.pos_embedding[:, m:n])
+        out = self.transformer(x, self.frame_causal_mask[m:n, :n], last=self.num_patches if newest_only else None, cache=cache)
+        if cache is not None:
+            cache.tokens = n
+        return out

@@ -24,7 +24,7 @@ from torch import nn
 
 from quantwm.models.decoder import VQVAE, DecoderConfig
 from quantwm.models.embeddings import ProprioceptiveEmbedding
-from quantwm.models.predictor import PredictorConfig, ViTPredictor
+from quantwm.models.predictor import PredictorCache, PredictorConfig, ViTPredictor
 from quantwm.models.vit import DinoVisionTransformer, ViTConfig
 
 MODULE_GROUPS = ("encoder", "predictor", "action_encoder", "proprio_encoder", "decoder")
@@ -156,11 +156,12 @@ class WorldModel(nn.Module):
         e, ep = self.cfg.visual_dim, self.cfg.proprio_emb_dim
         return Latents(tokens[..., :e], tokens[..., 0, e : e + ep])
 
-    def predict(self, tokens: torch.Tensor, newest_only: bool = False) -> torch.Tensor:
+    def predict(self, tokens: torch.Tensor, newest_only: bool = False, cache: PredictorCache | None = None) -> torch.Tensor:
         """Tokens of t <= num_hist frames (B, t, P, D) -> next-frame predictions (B, t, P, D), or
-        with ``newest_only`` only the prediction after the newest frame (B, 1, P, D)."""
+        with ``newest_only`` only the prediction after the newest frame (B, 1, P, D); ``cache``:
+        see ``ViTPredictor.forward``."""
         b, t, p, d = tokens.shape
-        return self.predictor(tokens.reshape(b, t * p, d), newest_only=newest_only).reshape(b, -1, p, d)
+        return self.predictor(tokens.reshape(b, t * p, d), newest_only=newest_only, cache=cache).reshape(b, -1, p, d)
 
     def rollout(self, latents: Latents, actions: torch.Tensor) -> torch.Tensor:
         """Imagine the future under planner actions, as DINO-WM does.
@@ -169,6 +170,8 @@ class WorldModel(nn.Module):
         T0 actions paired with the context frames. Returns tokens (B, H + 1, P, D): the context
         frames then one predicted frame per further action, the last being the state after all H
         actions. Each prediction sees the last ``num_hist`` frames, positions restarting at 0.
+        Exact shortcuts: only the newest frame's outputs are computed, and until the window slides
+        the earlier frames' keys / values are cached.
         """
         t0, horizon = latents.visual.shape[1], actions.shape[1]
         if horizon < t0:
@@ -176,8 +179,10 @@ class WorldModel(nn.Module):
         act_emb = self.encode_actions(actions)
         z = self.tokens(latents, act_emb[:, :t0])
         e = self.cfg.visual_dim + self.cfg.proprio_emb_dim
+        cache = PredictorCache()  # while the window still starts at frame 0, earlier frames are not recomputed
         for t in range(t0, horizon + 1):
-            newest = self.predict(z[:, -self.cfg.num_hist :], newest_only=True)
+            growing = z.shape[1] <= self.cfg.num_hist
+            newest = self.predict(z[:, -self.cfg.num_hist :], newest_only=True, cache=cache if growing else None)
             if t < horizon:
                 action = act_emb[:, t : t + 1].unsqueeze(2).expand(-1, -1, newest.shape[2], -1)
                 newest = torch.cat([newest[..., :e], action], dim=-1)
