@@ -70,6 +70,22 @@ def observations(model: WorldModel, env: str, n: int) -> tuple[torch.Tensor, tor
     return frames[0::2], proprio[0::2], frames[1::2], proprio[1::2]
 
 
+def reference_predict(predictor: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """DINO-WM's ViTPredictor forward, written out from its code's structure (explicit masked
+    softmax attention, all outputs): tokens (B, t, P, D) -> (B, t, P, D)."""
+    b, t, p, d = tokens.shape
+    x = tokens.reshape(b, t * p, d) + predictor.pos_embedding[:, : t * p]
+    mask = predictor.frame_causal_mask[: t * p, : t * p]
+    for attn, ff in predictor.transformer.layers:
+        q, k, v = attn.to_qkv(attn.norm(x)).chunk(3, dim=-1)
+        q, k, v = (z.reshape(b, t * p, attn.heads, -1).transpose(1, 2) for z in (q, k, v))
+        dots = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+        out = dots.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+        x = x + attn.to_out(out.transpose(1, 2).reshape(b, t * p, -1))
+        x = x + ff.net(x)
+    return predictor.transformer.norm(x).reshape(b, t, p, d)
+
+
 def reference_rollout(model: WorldModel, frames: torch.Tensor, proprio: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """DINO-WM's way: frames (E, 1, ...), proprio (E, 1, dp), actions (E, S, H, A) -> (E*S, H+1, P, D)."""
     e_dim = model.cfg.visual_dim + model.cfg.proprio_emb_dim
@@ -80,7 +96,7 @@ def reference_rollout(model: WorldModel, frames: torch.Tensor, proprio: torch.Te
         act = model.encode_actions(actions[ep])
         z = model.tokens(lat, act[:, :1])
         for t in range(1, h + 1):
-            newest = model.predict(z[:, -model.cfg.num_hist :])[:, -1:]
+            newest = reference_predict(model.predictor, z[:, -model.cfg.num_hist :])[:, -1:]
             if t < h:
                 newest = torch.cat([newest[..., :e_dim], act[:, t : t + 1, None].expand(-1, -1, newest.shape[2], -1)], -1)
             z = torch.cat([z, newest], 1)
