@@ -13,8 +13,9 @@ Prints, per environment:
   (f) the quick preset's 10-episode FP + quantized experiment: 10 MPC episodes with the FP model
       and 10 with a W4 group-32 weight-only copy, through ``experiment.evaluate`` as
       ``quantwm eval`` runs it.
+With ``--compile``, (c) also times ``torch.compile`` of the predictor (first call and steady state).
 Timings are medians of ``--repeats`` runs. Usage:
-  python benchmarks/planning.py [--env wall pusht] [--threads 2] [--device cpu] [--paper-mpc-episodes 1]
+  python benchmarks/planning.py [--env wall pusht] [--threads 2] [--device cpu] [--paper-mpc-episodes 1] [--compile]
 """
 from __future__ import annotations
 
@@ -170,6 +171,13 @@ def bench_env(env: str, args: argparse.Namespace) -> None:
             model.predictor(x)
         flops = counter.get_total_flops()
         t_fwd = median_time(lambda: model.predictor(x), reps, dev)
+        if args.compile:
+            start = time.perf_counter()
+            compiled = torch.compile(model.predictor)
+            compiled(x)
+            first = time.perf_counter() - start
+            t_comp = median_time(lambda: compiled(x), reps, dev)
+            print(f"(c) torch.compile: first call {first:.1f} s, then {t_comp * 1e3:.1f} ms ({t_fwd / t_comp:.2f}x eager)")
     peak = matmul_peak(dev, reps)
     print(f"(c) predictor forward, batch 300 x {x.shape[1]} tokens: {flops / 1e9:.2f} GFLOP in {t_fwd * 1e3:.1f} ms = "
           f"{flops / t_fwd / 1e9:.1f} GFLOP/s; fp32 matmul peak {peak:.1f} GFLOP/s: {100 * flops / t_fwd / 1e9 / peak:.0f} % of peak")
@@ -216,6 +224,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--paper-mpc-episodes", type=int, default=1, help="0 skips MPC at the paper preset")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile on the predictor forward")
     args = parser.parse_args()
     configure_runtime(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
