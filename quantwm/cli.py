@@ -68,7 +68,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                        **(overrides if planner == args.planner else {"budget": args.budget, "horizon": args.horizon}))
         s = res.summary()
         print(f"{args.env} {planner}: success {s['success_rate']:.2f} over {s['episodes']} episodes, mean state distance "
-              f"{s['mean_state_distance']:.2f}, median episode {s['median_episode_s']:.2f}s, total {s['wall_time_s']:.1f}s",
+              f"{s['mean_state_distance']:.2f}, {s['seconds_per_episode']:.2f} s/episode, total {s['wall_time_s']:.1f}s",
               flush=True)
         results.append(res)
     if args.json:
