@@ -36,7 +36,8 @@ class PlannerPreset:
 _GD = GDConfig(opt_steps=100, lr=1.0)
 PRESETS: dict[str, dict[str, PlannerPreset]] = {
     "quick": {
-        "wall": PlannerPreset(CEMConfig(samples=200, topk=20, opt_steps=10), _GD, horizon=5, mpc_budget=10, mpc_replan_every=1),
+        "wall": PlannerPreset(CEMConfig(samples=100, topk=10, opt_steps=5), _GD, horizon=8, mpc_budget=20, mpc_replan_every=1,
+                              mpc_warm_start=True),
         "pusht": PlannerPreset(CEMConfig(samples=100, topk=10, opt_steps=10), _GD, horizon=5, mpc_budget=10, mpc_replan_every=1),
     },
     "paper": {
