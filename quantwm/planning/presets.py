@@ -38,7 +38,8 @@ PRESETS: dict[str, dict[str, PlannerPreset]] = {
     "quick": {
         "wall": PlannerPreset(CEMConfig(samples=100, topk=10, opt_steps=5), _GD, horizon=8, mpc_budget=20, mpc_replan_every=1,
                               mpc_warm_start=True),
-        "pusht": PlannerPreset(CEMConfig(samples=100, topk=10, opt_steps=10), _GD, horizon=5, mpc_budget=10, mpc_replan_every=1),
+        "pusht": PlannerPreset(CEMConfig(samples=100, topk=10, opt_steps=5), _GD, horizon=5, mpc_budget=10, mpc_replan_every=1,
+                               mpc_warm_start=True),
     },
     "paper": {
         "wall": PlannerPreset(CEMConfig(samples=300, topk=30, opt_steps=10), GDConfig(), horizon=5, mpc_budget=20, mpc_replan_every=5),
