@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from quantwm.models.world_model import WorldModel, WorldModelConfig
 
@@ -61,19 +62,24 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Wor
         model = WorldModel(WorldModelConfig.from_dict(meta["config"]))
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint config {meta_path} is invalid: {e}") from None
-    state = load_file(str(weights_path))
-    expected = model.state_dict()
+    load_state_strict(model, load_file(str(weights_path)), f"weights {weights_path} do not match config {meta_path}")
+    return model.to(device).eval()
+
+
+def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error listing what does not match."""
+    expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+             for k in expected if k in state and state[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
         detail = "; ".join(
-            f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            f"{kind}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+            for kind, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape (got vs expected)", wrong))
             if keys
         )
-        raise CheckpointError(f"weights {weights_path} do not match config {meta_path} ({detail})")
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval()
+        raise CheckpointError(f"{what} ({detail})")
+    module.load_state_dict(state, strict=True)
 
 
 def shipped_checkpoint(env: str) -> Path:

@@ -44,7 +44,7 @@ import yaml
 from torch import nn
 
 from quantwm.envs import ENV_NAMES, ENV_SPECS
-from quantwm.models.checkpoint import CheckpointError
+from quantwm.models.checkpoint import CheckpointError, load_state_strict
 from quantwm.models.decoder import DecoderConfig
 from quantwm.models.predictor import PredictorConfig, frame_causal_mask
 from quantwm.models.vit import DinoVisionTransformer, ViTConfig
@@ -234,22 +234,6 @@ def read_stats(env: str, stats: str | Path | None) -> dict[str, tuple[float, ...
     return {k: tuple(float(v) for v in d[k]) for k in STATS_KEYS}
 
 
-def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    """``load_state_dict(strict=True)`` with a one-line error listing what does not match."""
-    expected = module.state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-             for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        detail = "; ".join(
-            f"{kind}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-            for kind, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape (got vs expected)", wrong))
-            if keys
-        )
-        raise CheckpointError(f"{what} ({detail})")
-    module.load_state_dict(state, strict=True)
-
-
 def dinov2_path(weights: str | Path) -> Path:
     """``weights`` itself, or ``dinov2_vits14_pretrain.pth`` inside a torch-hub cache directory."""
     p = Path(weights)
@@ -272,7 +256,7 @@ def load_dinov2(encoder: DinoVisionTransformer, weights: str | Path) -> None:
         raise CheckpointError(f"cannot read DINOv2 weights {path}: {_first_line(e)}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"DINOv2 weights {path} are not a state dict of tensors (expected {DINOV2_FILE})")
-    _load_strict(encoder, state, f"DINOv2 weights {path} do not match DINOv2 ViT-S/14")
+    load_state_strict(encoder, state, f"DINOv2 weights {path} do not match DINOv2 ViT-S/14")
 
 
 def _check_masks(predictor: PickledModule, num_hist: int, num_patches: int, path: Path) -> None:
@@ -344,11 +328,11 @@ def load_official(root: str | Path, name: str, dinov2_weights: str | Path, devic
     model = WorldModel(wm_cfg)
     _check_masks(predictor, num_hist, wm_cfg.encoder.num_patches, ckpt_path)
     for key in ("predictor", "action_encoder", "proprio_encoder"):
-        _load_strict(getattr(model, key), ckpt[key].state_dict(),
+        load_state_strict(getattr(model, key), ckpt[key].state_dict(),
                      f"DINO-WM checkpoint {ckpt_path}: '{key}' does not match {hydra_path}")
     if decoder is not None:
         state = {k: v for k, v in decoder.state_dict().items() if not k.startswith("quantize_b.")}
-        _load_strict(model.decoder, state, f"DINO-WM checkpoint {ckpt_path}: 'decoder' does not match {hydra_path}")
+        load_state_strict(model.decoder, state, f"DINO-WM checkpoint {ckpt_path}: 'decoder' does not match {hydra_path}")
     load_dinov2(model.encoder, dinov2_weights)
     return model.to(device).eval()
 
