@@ -125,8 +125,9 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
                         horizon, spec.alpha, gens, spec.optimizer, init)
         env_actions = model.denormalize_actions(plan.actions).cpu().numpy().astype(np.float64)
         n_exec = min(spec.replan_every, horizon, spec.max_steps - steps_done)
-        rest = torch.zeros(len(episodes), horizon - n_exec, rest.shape[2])
-        rest[idx] = plan.actions[:, n_exec:].cpu()
+        if spec.warm_start:
+            rest = torch.zeros(len(episodes), horizon - n_exec, rest.shape[2])
+            rest[idx] = plan.actions[:, n_exec:].cpu()
         for row, i in enumerate(active):
             plans[i].append((plan.objective_trace[row].tolist(), float(plan.final_objective[row]), plan.actions[row].cpu().numpy()))
             for k in range(n_exec):
