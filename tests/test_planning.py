@@ -9,7 +9,7 @@ from quantwm.envs.episodes import make_eval_episodes
 from quantwm.models import Latents, PredictorConfig, ViTConfig, WorldModel, WorldModelConfig
 from quantwm.planning import CEMConfig, PlannerSpec, planner_spec, planning_cost, run_episodes
 from quantwm.planning import episodes as episodes_module
-from quantwm.planning.optimizers import cem
+from quantwm.planning.optimizers import cem, colored_noise
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,7 @@ def test_open_loop_executes_the_whole_plan(wall_model: WorldModel) -> None:
     ({"planner": "mpc", "samples": 4, "topk": 8}, r"topk \(8\) must not exceed samples \(4\)"),
     ({"planner": "mpc", "preset": "fast"}, "unknown planner preset 'fast'; valid: quick, paper"),
     ({"planner": "mpc", "replan_every": 0}, "replan_every must be >= 1"),
+    ({"planner": "mpc", "noise_beta": -1.0}, r"noise_beta must be >= 0 \(0 = white noise\)"),
 ])
 def test_planner_spec_rejects_bad_input(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -163,3 +164,43 @@ def test_warm_start_begins_each_replan_from_the_rest_of_the_last_plan(wall_model
     seen.clear()
     run_episodes(wall_model, "wall", make_eval_episodes("wall", 2, 1), PlannerSpec(CEMConfig(samples=8, topk=2, opt_steps=2), horizon=4, replan_every=1, max_steps=3), batch_size=2)
     assert all(init is None for init, _ in seen)
+
+
+def _lag1(x: torch.Tensor) -> float:
+    """Correlation of consecutive steps along the time axis (-2) of (E, S, T, A) noise."""
+    return float((x[..., 1:, :] * x[..., :-1, :]).mean() / x.var())
+
+
+@pytest.mark.parametrize("t", [40, 25])
+def test_colored_noise_is_unit_variance_and_coherent_in_time(t: int) -> None:
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2)]  # noqa: E731
+    cpu = torch.device("cpu")
+    white = colored_noise(gens(), (3000, t, 2), 0.0, cpu)
+    assert torch.equal(white, torch.stack([torch.randn(3000, t, 2, generator=g) for g in gens()]))  # DINO-WM's sampler
+    lags = []
+    for beta in (0.0, 1.0, 2.0):
+        x = colored_noise(gens(), (3000, t, 2), beta, cpu)
+        assert x.shape == (2, 3000, t, 2)
+        per_step = x.var(dim=(0, 1, 3))
+        assert per_step.min() > 0.93 and per_step.max() < 1.07, per_step  # unit variance at every step
+        assert abs(float(x.mean())) < 0.05
+        lags.append(_lag1(x))
+    assert abs(lags[0]) < 0.03 and 0.4 < lags[1] < 0.7 and lags[2] > 0.8, lags
+    assert torch.equal(colored_noise(gens(), (5, t, 2), 2.0, cpu), colored_noise(gens(), (5, t, 2), 2.0, cpu))
+    one = colored_noise(gens()[:1], (5, t, 2), 2.0, cpu)
+    assert torch.equal(one[0], colored_noise(gens(), (5, t, 2), 2.0, cpu)[0])  # an episode's noise ignores the batch
+
+
+def test_cem_samples_coloured_noise_over_env_steps(wall_model: WorldModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    real = colored_noise
+
+    def spy(gens, shape, beta, device):
+        seen.append((shape, beta))
+        return real(gens, shape, beta, device)
+
+    monkeypatch.setattr("quantwm.planning.optimizers.colored_noise", spy)
+    spec = planner_spec("wall", "cem", samples=6, topk=2, opt_steps=2, horizon=3, noise_beta=2.5)
+    assert spec.optimizer.noise_beta == 2.5 and planner_spec("wall", "cem", preset="paper").optimizer.noise_beta == 0.0
+    run_episodes(wall_model, "wall", make_eval_episodes("wall", 2, 0), spec, batch_size=2)
+    assert seen == [((6, 15, 2), 2.5)] * 2  # 3 planner steps x frameskip 5 env steps, per action dim
