@@ -1,6 +1,7 @@
 """The one place that wires environments, models and planners together for the CLI and the app."""
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -67,7 +68,23 @@ class EvalResult:
             "mean_state_distance": statistics.fmean(r.state_distance for r in self.records),
             "seconds_per_episode": round(self.wall_time_s / len(self.records), 3),  # batches amortised
             "median_episode_s": statistics.median(r.wall_time_s for r in self.records),  # batch start -> episode done
-            "wall_time_s": round(self.wall_time_s, 2), "spec": repr(self.spec),
+            "wall_time_s": round(self.wall_time_s, 2), "spec": repr(self.spec), **self.reference_summary(),
+        }
+
+    def reference_summary(self) -> dict[str, Any]:
+        """Over episodes with reference actions: how often the model rated its first plan below the
+        reference (it prefers its own plan), and how many failures did so (model failures) or not
+        (search failures). Empty when no episode has a reference."""
+        ref = [r for r in self.records if not math.isnan(r.reference_objective) and r.plan_objectives]
+        if not ref:
+            return {}
+        below = [r.plan_objectives[0] < r.reference_objective for r in ref]
+        return {
+            "episodes_with_reference": len(ref),
+            "first_plan_rated_below_reference": sum(below) / len(ref),
+            "failures_model_prefers_own_plan": sum(b and not r.success for b, r in zip(below, ref)),
+            "failures_search_missed_reference": sum(not b and not r.success for b, r in zip(below, ref)),
+            "median_reference_objective": statistics.median(r.reference_objective for r in ref),
         }
 
 

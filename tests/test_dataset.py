@@ -165,7 +165,8 @@ def test_pusht_goals_replay_recorded_actions(pusht_dir: Path) -> None:
     for ep in make_eval_episodes("pusht", 5, seed=3, data_dir=pusht_dir):
         row = int(np.flatnonzero(np.all(val.states == ep.start_state, axis=1))[0])
         env.reset(options={"state": ep.start_state})
-        for action in val.actions[row : row + GOAL_STEPS]:
+        assert np.array_equal(ep.reference_actions, val.actions[row : row + GOAL_STEPS])  # the demonstration
+        for action in ep.reference_actions:
             env.step(action)
         assert np.array_equal(env.state, ep.goal_state)
         e = int(np.searchsorted(val.episode_offsets, row, side="right") - 1)

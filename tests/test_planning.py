@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from quantwm.envs import make_env
 from quantwm.envs.episodes import make_eval_episodes
 from quantwm.models import Latents, PredictorConfig, ViTConfig, WorldModel, WorldModelConfig
 from quantwm.planning import CEMConfig, PlannerSpec, planner_spec, planning_cost, run_episodes
@@ -204,3 +205,33 @@ def test_cem_samples_coloured_noise_over_env_steps(wall_model: WorldModel, monke
     assert spec.optimizer.noise_beta == 2.5 and planner_spec("wall", "cem", preset="paper").optimizer.noise_beta == 0.0
     run_episodes(wall_model, "wall", make_eval_episodes("wall", 2, 0), spec, batch_size=2)
     assert seen == [((6, 15, 2), 2.5)] * 2  # 3 planner steps x frameskip 5 env steps, per action dim
+
+
+def test_reference_objective_tells_model_from_search_failures(wall_model: WorldModel) -> None:
+    from dataclasses import replace
+
+    from quantwm.experiment import EvalResult
+
+    plain = make_eval_episodes("wall", 3, 5)
+    assert all(ep.reference_actions is None for ep in plain)  # Wall goals have no demonstration
+    rng = np.random.default_rng(0)
+    refs = [rng.normal(size=(10, 2)), None, rng.normal(size=(15, 2))]  # only a 2-step (10 env steps) reference fits
+    episodes = [replace(ep, reference_actions=r) for ep, r in zip(plain, refs)]
+    spec = PlannerSpec(CEMConfig(samples=8, topk=2, opt_steps=2), horizon=2, replan_every=2, max_steps=2)
+    records = run_episodes(wall_model, "wall", episodes, spec, batch_size=3)
+    env = make_env("wall", render_size=64)
+    obs, _ = env.reset(options={"state": episodes[0].start_state})
+    goal_obs, _ = env.reset(options={"state": episodes[0].goal_state})
+    encode = lambda o: wall_model.encode_obs(torch.from_numpy(o["visual"])[None, None], torch.from_numpy(o["proprio"])[None, None])  # noqa: E731
+    actions = wall_model.normalize_actions(torch.tensor(refs[0], dtype=torch.float32).view(1, 2, 5, 2))
+    expected = planning_cost(wall_model, wall_model.rollout(encode(obs), actions), encode(goal_obs), 1.0)
+    assert records[0].reference_objective == pytest.approx(float(expected), rel=1e-5)
+    assert np.isnan(records[1].reference_objective) and np.isnan(records[2].reference_objective)
+    assert records[1].to_json()["reference_objective"] is None
+    summary = EvalResult("wall", "cem", spec, records, 1.0).summary()
+    assert summary["episodes_with_reference"] == 1
+    below = records[0].plan_objectives[0] < records[0].reference_objective
+    assert summary["first_plan_rated_below_reference"] == float(below)
+    assert summary["failures_model_prefers_own_plan"] == int(below and not records[0].success)
+    assert summary["failures_search_missed_reference"] == int(not below and not records[0].success)
+    assert "episodes_with_reference" not in EvalResult("wall", "cem", spec, records[1:2], 1.0).summary()

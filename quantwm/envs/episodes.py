@@ -10,7 +10,8 @@ planner's sampling noise); the start / goal come after.
   the border at 4, the wall faces at 29 / 35 and the border at 60), y uniform in [7.4, 56.6].
 - PushT (DINO-WM's rule): pick a (trajectory, start step) of the dataset's ``split``; the start is
   the recorded state, the goal is the state reached by replaying the recorded 25 env actions
-  (goal_H 5 x frameskip 5) from that start in a fresh env. The goal must require moving the T:
+  (goal_H 5 x frameskip 5) from that start in a fresh env; those actions are kept as the episode's
+  ``reference_actions`` (a plan known to reach the goal, for telling search from model failures). The goal must require moving the T:
   windows are redrawn (up to 32 draws) until the block moves >= 20 units or turns >= pi/9 (the
   success tolerances); if no draw qualifies, the draw with the largest motion is kept.
 """
@@ -33,25 +34,28 @@ GOAL_H, FRAMESKIP = 5, 5
 GOAL_STEPS = GOAL_H * FRAMESKIP
 MAX_WINDOW_DRAWS = 32
 
-GoalSampler = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]]
+# rng -> (start state, goal state, env actions that reach the goal from the start, or None)
+GoalSampler = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray, np.ndarray | None]]
 
 
 @dataclass(frozen=True, eq=False)
 class EvalEpisode:
-    """One evaluation episode: states are float64 (state_dim,)."""
+    """One evaluation episode: states are float64 (state_dim,); ``reference_actions`` (n, action_dim)
+    env actions known to reach the goal from the start (PushT: the demonstration; Wall: None)."""
 
     index: int
     seed: int
     start_state: np.ndarray
     goal_state: np.ndarray
+    reference_actions: np.ndarray | None = None
 
 
 def _wall_sampler(data_dir: Path | None, split: str) -> GoalSampler:
-    def sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, None]:
         door = rng.uniform(*DOOR_RANGE)
         rooms = (LEFT_ROOM_X, RIGHT_ROOM_X) if rng.random() < 0.5 else (RIGHT_ROOM_X, LEFT_ROOM_X)
         start, goal = (np.array([rng.uniform(*room), rng.uniform(*ROOM_Y), door]) for room in rooms)
-        return start, goal
+        return start, goal, None
 
     return sample
 
@@ -84,23 +88,23 @@ def _pusht_sampler(data_dir: Path | None, split: str) -> GoalSampler:
         raise ValueError(f"no {split} episode of the PushT data is longer than {GOAL_STEPS} steps")
     env = make_env("pusht", render_size=8)
 
-    def replay(row: int) -> tuple[np.ndarray, np.ndarray]:
-        start = data.states[row]
+    def replay(row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        start, actions = data.states[row], data.actions[row : row + GOAL_STEPS]
         env.reset(options={"state": start})
-        for action in data.actions[row : row + GOAL_STEPS]:
+        for action in actions:
             env.simulate(action)
-        return start.copy(), env.state
+        return start.copy(), env.state, np.asarray(actions, dtype=np.float64)
 
-    def sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         best, best_score = None, -math.inf
         for _ in range(MAX_WINDOW_DRAWS):
             first, last_offset = windows[int(rng.integers(len(windows)))]
-            pair = replay(first + int(rng.integers(last_offset + 1)))
-            score = _motion_score(*pair)
+            drawn = replay(first + int(rng.integers(last_offset + 1)))
+            score = _motion_score(*drawn[:2])
             if score >= 1.0:
-                return pair
+                return drawn
             if score > best_score:
-                best, best_score = pair, score
+                best, best_score = drawn, score
         return best
 
     return sample
@@ -122,8 +126,8 @@ def make_eval_episodes(env: str, n: int, seed: int, data_dir: Path | None = None
     for index in range(n):
         rng = np.random.default_rng([seed, index] if split == "val" else [seed, index, SPLITS.index(split)])
         episode_seed = int(rng.integers(2**31))
-        start, goal = sample(rng)
-        episodes.append(EvalEpisode(index=index, seed=episode_seed, start_state=start, goal_state=goal))
+        start, goal, reference = sample(rng)
+        episodes.append(EvalEpisode(index, episode_seed, start, goal, reference))
     return episodes
 
 

@@ -9,6 +9,12 @@ frame, as DINO-WM's MPC), execute ``replan_every`` of them (each is ``frameskip`
 repeat until ``max_steps`` planner steps are spent. With ``sticky_success`` (MPC) an episode stops
 as soon as an executed planner step reached the goal; otherwise success is judged on the final
 state only (open-loop evaluation). The planner never sees env state or success while optimising.
+
+Search or model? Where an episode carries reference actions (PushT: the demonstration that
+defines its goal), its record holds the model's objective of them from the start
+(``reference_objective``). A failed episode whose first plan the model rated *below* the reference
+is a model failure (it prefers a plan that fails over one that reaches the goal); one rated above
+is a search failure (the optimiser did not find what the model would have preferred).
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import torch
 from quantwm.envs import make_env
 from quantwm.envs.episodes import EvalEpisode
 from quantwm.models import Latents, WorldModel
+from quantwm.planning.objective import planning_cost
 from quantwm.planning.optimizers import OptimizerConfig, optimize
 
 
@@ -60,6 +67,7 @@ class EpisodeRecord:
     env_actions: np.ndarray  # (n, action_dim) executed
     states: np.ndarray  # (n + 1, state_dim)
     wall_time_s: float
+    reference_objective: float = math.nan  # model objective of the episode's reference actions (NaN: none)
     frames: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -68,6 +76,7 @@ class EpisodeRecord:
             "final_objective": self.final_objective, "objective_traces": self.objective_traces,
             "plan_objectives": self.plan_objectives, "planned_actions": [a.tolist() for a in self.planned_actions],
             "env_actions": self.env_actions.tolist(), "states": self.states.tolist(), "wall_time_s": self.wall_time_s,
+            "reference_objective": None if math.isnan(self.reference_objective) else self.reference_objective,
         }
 
 
@@ -80,6 +89,27 @@ def _observe(model: WorldModel, obs: list[dict[str, np.ndarray]]) -> Latents:
     proprio = torch.from_numpy(np.stack([o["proprio"] for o in obs]))[:, None]
     with torch.inference_mode():
         return model.encode_obs(frames, proprio.to(model.action_mean.device))
+
+
+def reference_objectives(model: WorldModel, context: Latents, goal: Latents, episodes: list[EvalEpisode],
+                         horizon: int, alpha: float) -> list[float]:
+    """The model's objective of each episode's ``reference_actions`` planned from ``context`` towards
+    ``goal`` (Latents with leading dim E = len(episodes)) -> E floats; NaN for an episode without
+    reference actions or whose reference is not ``horizon`` planner steps long."""
+    steps = horizon * model.cfg.frameskip
+    rows = [i for i, ep in enumerate(episodes)
+            if ep.reference_actions is not None and len(ep.reference_actions) == steps]
+    out = [math.nan] * len(episodes)
+    if rows:
+        env_actions = torch.tensor(np.stack([episodes[i].reference_actions for i in rows]), dtype=torch.float32)
+        actions = model.normalize_actions(env_actions.view(len(rows), horizon, model.cfg.frameskip, model.cfg.action_dim))
+        idx = torch.tensor(rows)
+        with torch.inference_mode():
+            ctx, tgt = Latents(context.visual[idx], context.proprio[idx]), Latents(goal.visual[idx], goal.proprio[idx])
+            cost = planning_cost(model, model.rollout(ctx, actions.to(ctx.visual.device)), tgt, alpha)
+        for i, c in zip(rows, cost.tolist()):
+            out[i] = c
+    return out
 
 
 def run_episodes(model: WorldModel, env_name: str, episodes: list[EvalEpisode], spec: PlannerSpec,
@@ -114,6 +144,7 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
     steps_done, plan_index = 0, 0
     active = list(range(len(episodes)))
     rest = torch.zeros(len(episodes), 0, model.cfg.planner_action_dim)  # unexecuted planned actions, for warm starts
+    reference = [math.nan] * len(episodes)
     while active and steps_done < spec.max_steps:
         horizon = min(spec.horizon, spec.max_steps - steps_done) if spec.shrink_horizon else spec.horizon
         gens = [_plan_generator(episodes[i].seed, plan_index) for i in active]
@@ -121,8 +152,11 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
         init = None
         if spec.warm_start and plan_index:
             init = torch.cat([rest[idx], torch.zeros(len(active), max(0, horizon - rest.shape[1]), rest.shape[2])], 1)[:, :horizon]
-        plan = optimize(model, _observe(model, [obs[i] for i in active]), Latents(goal.visual[idx], goal.proprio[idx]),
-                        horizon, spec.alpha, gens, spec.optimizer, init)
+        context = _observe(model, [obs[i] for i in active])
+        if plan_index == 0:
+            reference = reference_objectives(model, context, goal, episodes, horizon, spec.alpha)
+        plan = optimize(model, context, Latents(goal.visual[idx], goal.proprio[idx]), horizon, spec.alpha, gens,
+                        spec.optimizer, init)
         env_actions = model.denormalize_actions(plan.actions).cpu().numpy().astype(np.float64)
         n_exec = min(spec.replan_every, horizon, spec.max_steps - steps_done)
         if spec.warm_start:
@@ -156,7 +190,7 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
             objective_traces=[p[0] for p in plans[i]], plan_objectives=[p[1] for p in plans[i]],
             planned_actions=[p[2] for p in plans[i]],
             env_actions=np.asarray(actions[i]).reshape(-1, model.cfg.action_dim), states=np.asarray(states[i]),
-            wall_time_s=round(done_at[i] - t_start, 3),
+            wall_time_s=round(done_at[i] - t_start, 3), reference_objective=reference[i],
             frames=np.stack(frames[i]) if record_frames else None,
         ))
     return records
