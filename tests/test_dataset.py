@@ -19,6 +19,7 @@ from quantwm.envs.dataset import (
     load_split,
     record_episode,
 )
+from quantwm.envs.wall import door_path_actions
 from quantwm.envs.episodes import GOAL_STEPS, goal_motion_stats, make_eval_episodes
 from quantwm.envs.wall import DOOR_RANGE, LEFT_ROOM_X, RIGHT_ROOM_X, ROOM_Y
 
@@ -157,6 +158,23 @@ def test_episode_errors(pusht_dir: Path, tmp_path: Path) -> None:
         make_eval_episodes("pusht", 3, seed=1, data_dir=tmp_path / "pusht")
     with pytest.raises(ValueError, match="PushT"):
         goal_motion_stats(make_eval_episodes("wall", 2, seed=1))
+
+
+def test_wall_reference_actions_reach_the_goal_through_the_door() -> None:
+    env = make_env("wall", 16)
+    for ep in make_eval_episodes("wall", 40, seed=99):
+        assert ep.reference_actions.shape == (GOAL_STEPS, 2)
+        env.reset(options={"state": ep.start_state})
+        xs = []
+        for action in ep.reference_actions:
+            env.step(action)
+            xs.append(env.state[0])
+        assert np.allclose(env.state, ep.goal_state, atol=1e-9)  # never stopped by a wall on the way
+        assert min(xs) < 29 and max(xs) > 35  # it crossed the middle wall
+    same_room = np.array([10.0, 10.0, 30.0]), np.array([20.0, 50.0, 30.0])
+    np.testing.assert_allclose(door_path_actions(*same_room, 4), np.tile([[1.25, 5.0]], (4, 1)))  # straight line
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        door_path_actions(*same_room, 0)
 
 
 def test_pusht_goals_replay_recorded_actions(pusht_dir: Path) -> None:

@@ -212,26 +212,27 @@ def test_reference_objective_tells_model_from_search_failures(wall_model: WorldM
 
     from quantwm.experiment import EvalResult
 
-    plain = make_eval_episodes("wall", 3, 5)
-    assert all(ep.reference_actions is None for ep in plain)  # Wall goals have no demonstration
+    plain = make_eval_episodes("wall", 4, 5)
     rng = np.random.default_rng(0)
-    refs = [rng.normal(size=(10, 2)), None, rng.normal(size=(15, 2))]  # only a 2-step (10 env steps) reference fits
+    refs = [rng.normal(size=(10, 2)), None, rng.normal(size=(15, 2)), rng.normal(size=(4, 2))]  # horizon 2 = 10 env steps
     episodes = [replace(ep, reference_actions=r) for ep, r in zip(plain, refs)]
     spec = PlannerSpec(CEMConfig(samples=8, topk=2, opt_steps=2), horizon=2, replan_every=2, max_steps=2)
-    records = run_episodes(wall_model, "wall", episodes, spec, batch_size=3)
+    records = run_episodes(wall_model, "wall", episodes, spec, batch_size=4)
     env = make_env("wall", render_size=64)
-    obs, _ = env.reset(options={"state": episodes[0].start_state})
-    goal_obs, _ = env.reset(options={"state": episodes[0].goal_state})
     encode = lambda o: wall_model.encode_obs(torch.from_numpy(o["visual"])[None, None], torch.from_numpy(o["proprio"])[None, None])  # noqa: E731
-    actions = wall_model.normalize_actions(torch.tensor(refs[0], dtype=torch.float32).view(1, 2, 5, 2))
-    expected = planning_cost(wall_model, wall_model.rollout(encode(obs), actions), encode(goal_obs), 1.0)
-    assert records[0].reference_objective == pytest.approx(float(expected), rel=1e-5)
+    for i, env_actions in ((0, refs[0]), (3, np.concatenate([refs[3], np.zeros((6, 2))]))):  # shorter: padded with zeros
+        obs, _ = env.reset(options={"state": episodes[i].start_state})
+        goal_obs, _ = env.reset(options={"state": episodes[i].goal_state})
+        actions = wall_model.normalize_actions(torch.tensor(env_actions, dtype=torch.float32).view(1, 2, 5, 2))
+        expected = planning_cost(wall_model, wall_model.rollout(encode(obs), actions), encode(goal_obs), 1.0)
+        assert records[i].reference_objective == pytest.approx(float(expected), rel=1e-5)
     assert np.isnan(records[1].reference_objective) and np.isnan(records[2].reference_objective)
     assert records[1].to_json()["reference_objective"] is None
     summary = EvalResult("wall", "cem", spec, records, 1.0).summary()
-    assert summary["episodes_with_reference"] == 1
-    below = records[0].plan_objectives[0] < records[0].reference_objective
-    assert summary["first_plan_rated_below_reference"] == float(below)
-    assert summary["failures_model_prefers_own_plan"] == int(below and not records[0].success)
-    assert summary["failures_search_missed_reference"] == int(not below and not records[0].success)
+    assert summary["episodes_with_reference"] == 2
+    below = [r.plan_objectives[0] < r.reference_objective for r in (records[0], records[3])]
+    fails = [not r.success for r in (records[0], records[3])]
+    assert summary["first_plan_rated_below_reference"] == sum(below) / 2
+    assert summary["failures_model_prefers_own_plan"] == sum(b and f for b, f in zip(below, fails))
+    assert summary["failures_search_missed_reference"] == sum(not b and f for b, f in zip(below, fails))
     assert "episodes_with_reference" not in EvalResult("wall", "cem", spec, records[1:2], 1.0).summary()

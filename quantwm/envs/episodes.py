@@ -7,7 +7,9 @@ planner's sampling noise); the start / goal come after.
 
 - Wall: a random door centre in [12, 52]; start and goal in opposite rooms (which room starts is a
   coin flip), x uniform in the left room [7.4, 25.6] or the right room [38.4, 56.6] (3.4 px from
-  the border at 4, the wall faces at 29 / 35 and the border at 60), y uniform in [7.4, 56.6].
+  the border at 4, the wall faces at 29 / 35 and the border at 60), y uniform in [7.4, 56.6]. Its
+  ``reference_actions`` walk to the goal through the door centre at constant speed in 25 env steps
+  (``door_path_actions``).
 - PushT (DINO-WM's rule): pick a (trajectory, start step) of the dataset's ``split``; the start is
   the recorded state, the goal is the state reached by replaying the recorded 25 env actions
   (goal_H 5 x frameskip 5) from that start in a fresh env; those actions are kept as the episode's
@@ -28,7 +30,7 @@ from quantwm.envs import check_env_name, make_env
 from quantwm.envs.base import wrapped_angle_diff
 from quantwm.envs.dataset import DEFAULT_DATASETS, SPLITS, EpisodeData, dataset_dir, load_split, regenerate_split
 from quantwm.envs.pusht import SUCCESS_ANGLE_TOL, SUCCESS_POS_TOL
-from quantwm.envs.wall import DOOR_RANGE, LEFT_ROOM_X, RIGHT_ROOM_X, ROOM_Y
+from quantwm.envs.wall import DOOR_RANGE, LEFT_ROOM_X, RIGHT_ROOM_X, ROOM_Y, door_path_actions
 
 GOAL_H, FRAMESKIP = 5, 5
 GOAL_STEPS = GOAL_H * FRAMESKIP
@@ -41,7 +43,8 @@ GoalSampler = Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray, np.n
 @dataclass(frozen=True, eq=False)
 class EvalEpisode:
     """One evaluation episode: states are float64 (state_dim,); ``reference_actions`` (n, action_dim)
-    env actions known to reach the goal from the start (PushT: the demonstration; Wall: None)."""
+    env actions known to reach the goal from the start (PushT: the demonstration; Wall: a path
+    through the door centre), or None."""
 
     index: int
     seed: int
@@ -51,11 +54,11 @@ class EvalEpisode:
 
 
 def _wall_sampler(data_dir: Path | None, split: str) -> GoalSampler:
-    def sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, None]:
+    def sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         door = rng.uniform(*DOOR_RANGE)
         rooms = (LEFT_ROOM_X, RIGHT_ROOM_X) if rng.random() < 0.5 else (RIGHT_ROOM_X, LEFT_ROOM_X)
         start, goal = (np.array([rng.uniform(*room), rng.uniform(*ROOM_Y), door]) for room in rooms)
-        return start, goal, None
+        return start, goal, door_path_actions(start, goal, GOAL_STEPS)
 
     return sample
 

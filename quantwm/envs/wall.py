@@ -175,6 +175,26 @@ class WallEnv(QuantWMEnv):
         return render_wall_frame(self._state, self.render_size)
 
 
+def door_path_actions(start: np.ndarray, goal: np.ndarray, steps: int, clearance: float = 3.0) -> np.ndarray:
+    """Env actions (steps, 2) that move the dot from ``start`` to ``goal`` (states (3,), same door) at
+    constant speed along straight segments: to ``clearance`` px before the middle wall at the door
+    centre's height, straight through the door, then to the goal (just the straight line when both
+    lie in the same room). Every segment stays in free space, so executing them reaches the goal."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    start_xy, goal_xy, door = np.asarray(start[:2], np.float64), np.asarray(goal[:2], np.float64), float(start[2])
+    points = [start_xy]
+    if (start_xy[0] < WALL_CENTRE) != (goal_xy[0] < WALL_CENTRE):
+        near, far = (WALL_X0 - clearance, WALL_X1 + clearance) if start_xy[0] < WALL_CENTRE else (WALL_X1 + clearance, WALL_X0 - clearance)
+        points += [np.array([near, door]), np.array([far, door])]
+    points.append(goal_xy)
+    seg = np.array([np.linalg.norm(b - a) for a, b in zip(points, points[1:])])
+    arc = np.concatenate([[0.0], np.cumsum(seg)])
+    s = np.linspace(0.0, arc[-1], steps + 1)
+    path = np.stack([np.interp(s, arc, [p[k] for p in points]) for k in (0, 1)], axis=1)
+    return np.diff(path, axis=0) / STEP_SCALE
+
+
 class WallDataPolicy:
     """Data-collection policy: a persistent random walk (AR(1) actions that reverse when a wall stopped
     the last move) that, in ``cross_prob`` of the episodes, walks through the door once (aligning

@@ -94,14 +94,17 @@ def _observe(model: WorldModel, obs: list[dict[str, np.ndarray]]) -> Latents:
 def reference_objectives(model: WorldModel, context: Latents, goal: Latents, episodes: list[EvalEpisode],
                          horizon: int, alpha: float) -> list[float]:
     """The model's objective of each episode's ``reference_actions`` planned from ``context`` towards
-    ``goal`` (Latents with leading dim E = len(episodes)) -> E floats; NaN for an episode without
-    reference actions or whose reference is not ``horizon`` planner steps long."""
+    ``goal`` (Latents with leading dim E = len(episodes)) -> E floats. A reference shorter than
+    ``horizon`` planner steps is padded with zero env actions (waiting at the goal: exact for Wall,
+    where a zero action does not move the dot); NaN for an episode without reference actions or
+    with a longer one."""
     steps = horizon * model.cfg.frameskip
     rows = [i for i, ep in enumerate(episodes)
-            if ep.reference_actions is not None and len(ep.reference_actions) == steps]
+            if ep.reference_actions is not None and len(ep.reference_actions) <= steps]
     out = [math.nan] * len(episodes)
     if rows:
-        env_actions = torch.tensor(np.stack([episodes[i].reference_actions for i in rows]), dtype=torch.float32)
+        padded = [np.pad(episodes[i].reference_actions, ((0, steps - len(episodes[i].reference_actions)), (0, 0))) for i in rows]
+        env_actions = torch.tensor(np.stack(padded), dtype=torch.float32)
         actions = model.normalize_actions(env_actions.view(len(rows), horizon, model.cfg.frameskip, model.cfg.action_dim))
         idx = torch.tensor(rows)
         with torch.inference_mode():

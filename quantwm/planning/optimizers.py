@@ -40,10 +40,13 @@ class CEMConfig:
     opt_steps: int = 30
     var_scale: float = 1.0
     noise_beta: float = 0.0
+    action_clip: float | None = None
 
     def __post_init__(self) -> None:
         if self.noise_beta < 0:
             raise ValueError(f"noise_beta must be >= 0 (0 = white noise), got {self.noise_beta}")
+        if self.action_clip is not None and self.action_clip <= 0:
+            raise ValueError(f"action_clip must be > 0 (normalised units) or None (unbounded), got {self.action_clip}")
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha:
     for step in range(cfg.opt_steps):
         noise = colored_noise(gens, (s, horizon * model.cfg.frameskip, model.cfg.action_dim), cfg.noise_beta, dev)
         actions = mu[:, None] + sigma[:, None] * noise.view(e, s, horizon, a_dim)
+        if cfg.action_clip is not None:
+            actions = actions.clamp(-cfg.action_clip, cfg.action_clip)
         actions[:, 0] = mu
         cost = _cost(model, ctx, tgt, actions.flatten(0, 1), alpha).view(e, s)
         if step:
