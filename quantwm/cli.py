@@ -72,7 +72,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
               f"{s['mean_state_distance']:.2f}, {s['seconds_per_episode']:.2f} s/episode, total {s['wall_time_s']:.1f}s",
               flush=True)
         if "episodes_with_reference" in s and planner not in ("do_nothing", "random"):
-            print(f"  search or model? the model rated its first plan below the demonstration in "
+            print(f"  search or model? the model rated its first plan below the episode's reference actions in "
                   f"{s['first_plan_rated_below_reference']:.0%} of episodes; failures where the model prefers its own plan: "
                   f"{s['failures_model_prefers_own_plan']}, where search missed a better-rated plan: "
                   f"{s['failures_search_missed_reference']}", flush=True)
