@@ -4,7 +4,8 @@ Prints: (1) mean layer-output SQNR of RTN / OMSE / GPTQ on the predictor's Linea
 bits, per-channel and group 32 (rows not a multiple of 32 end in a partial group); (2) max abs
 output error of every FP-equivalent transform with quantization disabled; (3) GPTQ W4 g32 and RTN
 quantize times; (4) real int8 predictor forward at batch 300 versus fp32: speed ratio, SQNR,
-weight bytes.
+weight bytes; (5) where int8 could pay at all: every distinct predictor Linear shape alone, at the
+batch-300 row count, torch.ao dynamic int8 versus fp32 under each quantized engine this torch has.
 
 Default: the shipped model of ``--env`` (pusht), calibrated on its own FP MPC planning on
 calibration-split episodes (``experiment.calibrate``). ``--synthetic`` uses instead a predictor of
@@ -15,11 +16,14 @@ Usage: python benchmarks/quant.py [--env pusht|wall | --synthetic] [--threads N]
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -107,6 +111,33 @@ def main() -> None:
         print(result.timings[["path", "seconds", "speedup", "sqnr_db", "error"]].to_string(index=False))
         print(f"  kernels used: {dict(result.report['kernel'].value_counts())}")
         print(f"  int8 / fp32 weight bytes: {result.int8_weight_bytes / result.fp_weight_bytes:.3f}")
+
+    print(f"\n(5) torch.ao dynamic int8 vs fp32 per Linear shape, {example.inputs['predictor'][0][0].shape[:2].numel()} rows")
+    rows = example.inputs["predictor"][0][0].flatten(0, 1)
+    shapes = sorted({(m.in_features, m.out_features) for m in model.predictor.modules() if isinstance(m, nn.Linear)})
+    for engine in [e for e in torch.backends.quantized.supported_engines if e != "none"]:
+        torch.backends.quantized.engine = engine
+        ratios = []
+        for fan_in, fan_out in shapes:
+            lin = nn.Linear(fan_in, fan_out)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                q = torch.ao.quantization.quantize_dynamic(nn.Sequential(lin), {nn.Linear}, dtype=torch.qint8)
+            x = torch.randn(rows.shape[0], fan_in)
+            ratios.append(f"{fan_in}->{fan_out}: {_median_s(lin, x) / _median_s(q, x):.2f}x")
+        print(f"{engine:<8}" + "  ".join(ratios))
+
+
+@torch.inference_mode()
+def _median_s(f: nn.Module, x: torch.Tensor, repeats: int = 15) -> float:
+    for _ in range(3):
+        f(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        f(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":
