@@ -8,9 +8,12 @@ A model whose visual error stays near the copy baseline does not predict how the
 (PushT: how the agent moves the T) and its planner cannot tell a plan that works from one that
 does not. Also prints the encoder's resolution: the planning cost (visual + proprio MSE) between
 real states and the same states perturbed by a success tolerance; a planner can only separate
-success from failure where the model's error is below that.
+success from failure where the model's error is below that. On Wall, also: one planner step
+pushing into the middle wall at several action sizes from 60 random left-room states (door at 45,
+dot below it, the real env stops every push), and the share the model imagines past the wall
+(imagined position read as the nearest of a 1-px grid of encoded real states).
 
-Usage: python benchmarks/rollout_error.py --env pusht|wall [--windows 200] [--steps 5] [--threads 2]
+Usage: python benchmarks/rollout_error.py --env pusht|wall [--checkpoint PATH] [--windows 200] [--steps 5] [--threads 2]
 """
 from __future__ import annotations
 
@@ -61,6 +64,33 @@ def resolution(model, env_name: str, states: np.ndarray) -> dict[str, float]:
     return out
 
 
+def wall_pushes(model, sizes: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)) -> dict[float, float]:
+    """Share of blocked rightward pushes (one planner step of env action (size, 0)) imagined past the wall."""
+    from quantwm.envs.wall import WALL_X1, in_free_space
+
+    env = make_env("wall", render_size=model.cfg.image_size)
+    door, rng = 45.0, np.random.default_rng(0)
+    grid = np.array([[x, y, door] for x in np.arange(5.0, 60.0) for y in np.arange(5.0, 60.0) if in_free_space(np.array([x, y]), door)])
+    starts = np.array([[rng.uniform(8, 28.9), rng.uniform(8, 30), door] for _ in range(60)])
+
+    def encode(states: np.ndarray) -> Latents:
+        obs = [env.reset(options={"state": st})[0] for st in states]
+        frames = torch.from_numpy(np.stack([o["visual"] for o in obs]))[:, None]
+        return model.encode_obs(frames, torch.from_numpy(np.stack([o["proprio"] for o in obs])).float()[:, None])
+
+    out = {}
+    with torch.inference_mode():
+        grid_lat, context = encode(grid), encode(starts)
+        for size in sizes:
+            env_actions = torch.zeros(len(starts), 1, model.cfg.frameskip, 2)
+            env_actions[..., 0] = size
+            last = model.split(model.rollout(context, model.normalize_actions(env_actions)))
+            dist = ((grid_lat.visual[None, :, 0] - last.visual[:, -1, None]).pow(2).mean((2, 3))
+                    + (grid_lat.proprio[None, :, 0] - last.proprio[:, -1, None]).pow(2).mean(2))
+            out[size] = float((grid[dist.argmin(1).numpy(), 0] > WALL_X1).mean())
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--env", default="pusht", choices=["pusht", "wall"])
@@ -68,9 +98,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint", help="a quantwm checkpoint's .json (default: the shipped model)")
     args = parser.parse_args()
     configure_runtime(args.threads)
-    model = load_model(args.env)
+    model = load_model(args.env, args.checkpoint)
     skip = model.cfg.frameskip
     span = args.steps * skip
     data = load_split(dataset_dir(args.env), "val", frames=True)
@@ -97,6 +128,9 @@ def main() -> None:
     print(f"planning cost of the model's error after {args.steps} steps: {final:.4f}; cost of one success tolerance (encoder):")
     for name, cost in resolution(model, args.env, data.states[frame_rows[:, -1]]).items():
         print(f"  {name:<20} {cost:.4f}")
+    if args.env == "wall":
+        print("pushes into the middle wall (all stopped in the env), share imagined past it, by env action size:")
+        print("  " + "  ".join(f"{size:g}: {share:.0%}" for size, share in wall_pushes(model).items()))
 
 
 if __name__ == "__main__":
