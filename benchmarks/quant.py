@@ -16,7 +16,6 @@ Usage: python benchmarks/quant.py [--env pusht|wall | --synthetic] [--threads N]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 import warnings
@@ -27,6 +26,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.planning import median_time  # noqa: E402
 from quantwm.experiment import calibrate, load_model  # noqa: E402
 from quantwm.models import PredictorConfig, ViTConfig, WorldModel, WorldModelConfig  # noqa: E402
 from quantwm.quant import (  # noqa: E402
@@ -124,20 +124,10 @@ def main() -> None:
                 warnings.simplefilter("ignore")
                 q = torch.ao.quantization.quantize_dynamic(nn.Sequential(lin), {nn.Linear}, dtype=torch.qint8)
             x = torch.randn(rows.shape[0], fan_in)
-            ratios.append(f"{fan_in}->{fan_out}: {_median_s(lin, x) / _median_s(q, x):.2f}x")
+            with torch.inference_mode():
+                ratio = median_time(lambda: lin(x), 15, "cpu") / median_time(lambda: q(x), 15, "cpu")  # noqa: B023
+            ratios.append(f"{fan_in}->{fan_out}: {ratio:.2f}x")
         print(f"{engine:<8}" + "  ".join(ratios))
-
-
-@torch.inference_mode()
-def _median_s(f: nn.Module, x: torch.Tensor, repeats: int = 15) -> float:
-    for _ in range(3):
-        f(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 if __name__ == "__main__":

@@ -41,14 +41,21 @@ PERTURBATIONS: dict[str, dict[str, list[float]]] = {
 }
 
 
+def encode_states(model, env, states) -> Latents:
+    """Latents (N, 1, ...) of the frames and proprio ``env`` shows in each of ``states`` (N, state_dim)."""
+    return encode_observations(model, [env.reset(options={"state": state})[0] for state in states])
+
+
+def encode_observations(model, obs: list[dict[str, np.ndarray]]) -> Latents:
+    """Latents (N, 1, ...) of N env observations."""
+    frames = torch.from_numpy(np.stack([o["visual"] for o in obs]))[:, None]
+    with torch.inference_mode():
+        return model.encode_obs(frames, torch.from_numpy(np.stack([o["proprio"] for o in obs])).float()[:, None])
+
+
 def resolution(model, env_name: str, states: np.ndarray) -> dict[str, float]:
     """Median planning cost between each state (N, state_dim) and its perturbations that are valid states."""
     env = make_env(env_name, render_size=model.cfg.image_size)
-
-    def encode(obs: list[dict[str, np.ndarray]]) -> Latents:
-        frames = torch.from_numpy(np.stack([o["visual"] for o in obs]))[:, None]
-        return model.encode_obs(frames, torch.from_numpy(np.stack([o["proprio"] for o in obs])).float()[:, None])
-
     out = {}
     for name, delta in PERTURBATIONS[env_name].items():
         pairs = []
@@ -58,7 +65,7 @@ def resolution(model, env_name: str, states: np.ndarray) -> dict[str, float]:
             except ValueError:  # the perturbed state lies inside a wall
                 continue
         with torch.inference_mode():
-            a, b = encode([p[0] for p in pairs]), encode([p[1] for p in pairs])
+            a, b = encode_observations(model, [p[0] for p in pairs]), encode_observations(model, [p[1] for p in pairs])
             cost = (a.visual - b.visual).pow(2).mean((1, 2, 3)) + (a.proprio - b.proprio).pow(2).mean((1, 2))
         out[name] = float(cost.median())
     return out
@@ -72,15 +79,9 @@ def wall_pushes(model, sizes: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
     door, rng = 45.0, np.random.default_rng(0)
     grid = np.array([[x, y, door] for x in np.arange(5.0, 60.0) for y in np.arange(5.0, 60.0) if in_free_space(np.array([x, y]), door)])
     starts = np.array([[rng.uniform(8, 28.9), rng.uniform(8, 30), door] for _ in range(60)])
-
-    def encode(states: np.ndarray) -> Latents:
-        obs = [env.reset(options={"state": st})[0] for st in states]
-        frames = torch.from_numpy(np.stack([o["visual"] for o in obs]))[:, None]
-        return model.encode_obs(frames, torch.from_numpy(np.stack([o["proprio"] for o in obs])).float()[:, None])
-
     out = {}
     with torch.inference_mode():
-        grid_lat, context = encode(grid), encode(starts)
+        grid_lat, context = encode_states(model, env, grid), encode_states(model, env, starts)
         for size in sizes:
             env_actions = torch.zeros(len(starts), 1, model.cfg.frameskip, 2)
             env_actions[..., 0] = size

@@ -11,7 +11,7 @@ as soon as an executed planner step reached the goal; otherwise success is judge
 state only (open-loop evaluation). The planner never sees env state or success while optimising.
 
 Search or model? Where an episode carries reference actions (PushT: the demonstration that
-defines its goal), its record holds the model's objective of them from the start
+defines its goal; Wall: a path through the door), its record holds the model's objective of them from the start
 (``reference_objective``). A failed episode whose first plan the model rated *below* the reference
 is a model failure (it prefers a plan that fails over one that reaches the goal); one rated above
 is a search failure (the optimiser did not find what the model would have preferred).

@@ -33,6 +33,10 @@ class CEMConfig:
     plan's env steps with power spectrum 1 / f^beta (iCEM, Pinneri et al. 2020, "Sample-efficient
     Cross-Entropy Method for Real-time Planning"), still unit variance per step, so samples make
     coherent long moves instead of jitter that averages out.
+
+    ``action_clip`` bounds every sampled action to +-action_clip in normalised units (the data's
+    mean +- action_clip std per env action dimension); None is DINO-WM's unbounded CEM, whose means
+    drift to actions far outside the training data, where the model's predictions are unchecked.
     """
 
     samples: int = 300
