@@ -57,7 +57,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     model = load_model(args.env, args.checkpoint, args.device, official=official_from_args(args))
     overrides = {"samples": args.samples, "topk": args.topk, "opt_steps": args.opt_steps, "horizon": args.horizon,
                  "budget": args.budget, "replan_every": args.replan_every, "warm_start": args.warm_start,
-                 "noise_beta": args.noise_beta, "action_clip": args.action_clip}
+                 "noise_beta": args.noise_beta, "action_clip": args.action_clip, "keep_elites": args.keep_elites,
+                 "return_best": args.return_best}
     planners = [args.planner, "do_nothing"] + (["random"] if args.random_baseline else [])
     results = []
     for planner in planners:
@@ -147,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CEM sampling noise coloured 1/f^beta over time: 0 = white (DINO-WM), 2-3 = iCEM (default: the preset's)")
     e.add_argument("--action-clip", type=float, default=None,
                    help="bound CEM actions to +-CLIP data std around the data mean (default: the preset's; DINO-WM: unbounded)")
+    e.add_argument("--keep-elites", type=int, default=None,
+                   help="CEM carries this many elites into the next step's population (iCEM; default: the preset's, DINO-WM: 0)")
+    e.add_argument("--return-best", action=argparse.BooleanOptionalAction, default=None,
+                   help="CEM returns the best sample evaluated instead of the final mean (iCEM; default: the preset's)")
     e.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
                    help="MPC replans start from the rest of the previous plan (default: the preset's choice)")
     e.add_argument("--checkpoint", help="a checkpoint's .json (default: the shipped model)")

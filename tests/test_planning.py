@@ -254,3 +254,47 @@ def test_cem_action_clip_bounds_every_sample(wall_model: WorldModel, monkeypatch
     assert np.abs(free.planned_actions[0]).max() > 0.5  # unbounded by default (DINO-WM)
     with pytest.raises(ValueError, match="action_clip must be > 0"):
         planner_spec("wall", "cem", action_clip=0.0)
+
+
+def _spy_costs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Record every (actions, cost) batch CEM evaluates."""
+    from quantwm.planning import optimizers
+
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real = optimizers._cost
+
+    def spy(m, c, g, a, alpha):
+        cost = real(m, c, g, a, alpha)
+        seen.append((a.clone(), cost.clone()))
+        return cost
+
+    monkeypatch.setattr(optimizers, "_cost", spy)
+    return seen
+
+
+def test_cem_keep_elites_carries_the_best_samples_forward(wall_model: WorldModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _spy_costs(monkeypatch)
+    spec = planner_spec("wall", "cem", samples=12, topk=4, opt_steps=3, horizon=2, keep_elites=3)
+    run_episodes(wall_model, "wall", make_eval_episodes("wall", 1, 0), spec)
+    for (actions, cost), (following, _) in zip(seen[:2], seen[1:3]):
+        best = actions[cost.argsort()[:3]]
+        torch.testing.assert_close(following[-3:], best)  # the top 3 fill the last slots, best first
+    assert not torch.equal(seen[1][0][1:-3], seen[0][0][1:-3])  # the rest is fresh noise
+    with pytest.raises(ValueError, match=r"keep_elites must lie in \[0, min\(topk, samples - 1\)\] = \[0, 4\]"):
+        planner_spec("wall", "cem", samples=12, topk=4, keep_elites=5)
+
+
+def test_cem_return_best_returns_the_lowest_rated_sample(wall_model: WorldModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _spy_costs(monkeypatch)
+    spec = planner_spec("wall", "cem", samples=12, topk=3, opt_steps=4, horizon=2, return_best=True)
+    (rec,) = run_episodes(wall_model, "wall", make_eval_episodes("wall", 1, 0), spec)
+    actions = torch.cat([a for a, _ in seen[:5]])
+    costs = torch.cat([c for _, c in seen[:5]])  # 4 populations + the final mean
+    assert rec.final_objective == pytest.approx(float(costs.min()), rel=1e-6)
+    np.testing.assert_allclose(rec.planned_actions[0], actions[costs.argmin()].numpy(), rtol=1e-6)
+    trace = rec.objective_traces[0]
+    assert np.all(np.diff(trace) <= 1e-7) and trace[-1] == pytest.approx(rec.final_objective)  # best so far never rises
+    monkeypatch.undo()
+    (mean,) = run_episodes(wall_model, "wall", make_eval_episodes("wall", 1, 0),
+                           planner_spec("wall", "cem", samples=12, topk=3, opt_steps=4, horizon=2))
+    assert mean.final_objective >= rec.final_objective

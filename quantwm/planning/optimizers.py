@@ -37,6 +37,12 @@ class CEMConfig:
     ``action_clip`` bounds every sampled action to +-action_clip in normalised units (the data's
     mean +- action_clip std per env action dimension); None is DINO-WM's unbounded CEM, whose means
     drift to actions far outside the training data, where the model's predictions are unchecked.
+
+    ``keep_elites`` carries that many of one step's elites into the next step's population (they
+    replace the last samples, so the budget is unchanged), and ``return_best`` returns the
+    lowest-cost sample evaluated instead of the final mean (both from iCEM). When the elites split
+    between two routes - along the wall towards the door, or through it - their mean can lie on
+    neither; the best sample is a plan the model actually rated. 0 / False is DINO-WM's CEM.
     """
 
     samples: int = 300
@@ -45,8 +51,13 @@ class CEMConfig:
     var_scale: float = 1.0
     noise_beta: float = 0.0
     action_clip: float | None = None
+    keep_elites: int = 0
+    return_best: bool = False
 
     def __post_init__(self) -> None:
+        if not 0 <= self.keep_elites <= min(self.topk, self.samples - 1):
+            raise ValueError(f"keep_elites must lie in [0, min(topk, samples - 1)] = [0, {min(self.topk, self.samples - 1)}], "
+                             f"got {self.keep_elites}")
         if self.noise_beta < 0:
             raise ValueError(f"noise_beta must be >= 0 (0 = white noise), got {self.noise_beta}")
         if self.action_clip is not None and self.action_clip <= 0:
@@ -127,18 +138,26 @@ def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha:
     ctx = Latents(_expand(context.visual, s), _expand(context.proprio, s))
     tgt = Latents(_expand(goal.visual, s), _expand(goal.proprio, s))
     trace = torch.empty(e, cfg.opt_steps)
+    best, best_cost = mu.clone(), torch.full((e,), torch.inf, device=dev)
+    kept = mu[:, None][:, :0]  # (E, 0, H, A): no elites before the first step
     for step in range(cfg.opt_steps):
         noise = colored_noise(gens, (s, horizon * model.cfg.frameskip, model.cfg.action_dim), cfg.noise_beta, dev)
         actions = mu[:, None] + sigma[:, None] * noise.view(e, s, horizon, a_dim)
         if cfg.action_clip is not None:
             actions = actions.clamp(-cfg.action_clip, cfg.action_clip)
         actions[:, 0] = mu
+        actions[:, s - kept.shape[1]:] = kept
         cost = _cost(model, ctx, tgt, actions.flatten(0, 1), alpha).view(e, s)
+        order = cost.topk(cfg.topk, dim=1, largest=False).indices
+        elite = actions.gather(1, order[..., None, None].expand(-1, -1, horizon, a_dim))
+        improved = cost.gather(1, order[:, :1])[:, 0] < best_cost
+        best[improved], best_cost[improved] = elite[improved, 0], cost.gather(1, order[:, :1])[improved, 0]
         if step:
-            trace[:, step - 1] = cost[:, 0].cpu()
-        elite = actions.gather(1, cost.topk(cfg.topk, dim=1, largest=False).indices[..., None, None].expand(-1, -1, horizon, a_dim))
-        mu, sigma = elite.mean(1), elite.std(1)
+            trace[:, step - 1] = (best_cost if cfg.return_best else cost[:, 0]).cpu()
+        mu, sigma, kept = elite.mean(1), elite.std(1), elite[:, :cfg.keep_elites]
     final = _cost(model, context, goal, mu, alpha)
+    if cfg.return_best:
+        final, mu = torch.minimum(final, best_cost), torch.where((final <= best_cost)[:, None, None], mu, best)
     trace[:, -1] = final.cpu()
     return Plan(mu, trace, final.cpu())
 
