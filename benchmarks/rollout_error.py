@@ -8,10 +8,12 @@ A model whose visual error stays near the copy baseline does not predict how the
 (PushT: how the agent moves the T) and its planner cannot tell a plan that works from one that
 does not. Also prints the encoder's resolution: the planning cost (visual + proprio MSE) between
 real states and the same states perturbed by a success tolerance; a planner can only separate
-success from failure where the model's error is below that. On Wall, also: one planner step
-pushing into the middle wall at several action sizes from 60 random left-room states (door at 45,
-dot below it, the real env stops every push), and the share the model imagines past the wall
-(imagined position read as the nearest of a 1-px grid of encoded real states).
+success from failure where the model's error is below that. On Wall, also: 6 planner steps of
+sustained rightward pushing into the middle wall at several action sizes from 60 random left-room
+states per door (door at 45 with the dot below it, door at 15 with the dot above; the real env
+stops every push), and the share the model imagines past the wall after each planner step
+(imagined position read as the nearest of a 1-px grid of encoded real states). Slow pushes held
+for several steps are what CEM's best samples exploit when the model lets them through.
 
 Usage: python benchmarks/rollout_error.py --env pusht|wall [--checkpoint PATH] [--windows 200] [--steps 5] [--threads 2]
 """
@@ -71,25 +73,28 @@ def resolution(model, env_name: str, states: np.ndarray) -> dict[str, float]:
     return out
 
 
-def wall_pushes(model, sizes: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)) -> dict[float, float]:
-    """Share of blocked rightward pushes (one planner step of env action (size, 0)) imagined past the wall."""
+def wall_pushes(model, sizes: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0), steps: int = 6) -> dict[float, list[float]]:
+    """Per env action size: share of sustained rightward pushes (``steps`` planner steps of env action
+    (size, 0)) into the middle wall imagined past it after each planner step, over two door heights."""
     from quantwm.envs.wall import WALL_X1, in_free_space
 
     env = make_env("wall", render_size=model.cfg.image_size)
-    door, rng = 45.0, np.random.default_rng(0)
-    grid = np.array([[x, y, door] for x in np.arange(5.0, 60.0) for y in np.arange(5.0, 60.0) if in_free_space(np.array([x, y]), door)])
-    starts = np.array([[rng.uniform(8, 28.9), rng.uniform(8, 30), door] for _ in range(60)])
-    out = {}
+    rng = np.random.default_rng(0)
+    past: dict[float, list[np.ndarray]] = {size: [] for size in sizes}
     with torch.inference_mode():
-        grid_lat, context = encode_states(model, env, grid), encode_states(model, env, starts)
-        for size in sizes:
-            env_actions = torch.zeros(len(starts), 1, model.cfg.frameskip, 2)
-            env_actions[..., 0] = size
-            last = model.split(model.rollout(context, model.normalize_actions(env_actions)))
-            dist = ((grid_lat.visual[None, :, 0] - last.visual[:, -1, None]).pow(2).mean((2, 3))
-                    + (grid_lat.proprio[None, :, 0] - last.proprio[:, -1, None]).pow(2).mean(2))
-            out[size] = float((grid[dist.argmin(1).numpy(), 0] > WALL_X1).mean())
-    return out
+        for door, y_range in ((45.0, (8, 30)), (15.0, (30, 56))):
+            grid = np.array([[x, y, door] for x in np.arange(5.0, 60.0) for y in np.arange(5.0, 60.0)
+                             if in_free_space(np.array([x, y]), door)])
+            starts = np.array([[rng.uniform(8, 28.9), rng.uniform(*y_range), door] for _ in range(60)])
+            grid_lat, context = encode_states(model, env, grid), encode_states(model, env, starts)
+            for size in sizes:
+                env_actions = torch.zeros(len(starts), steps, model.cfg.frameskip, 2)
+                env_actions[..., 0] = size
+                lat = model.split(model.rollout(context, model.normalize_actions(env_actions)))
+                dist = ((grid_lat.visual[None, :, 0, None] - lat.visual[:, None, 1:]).pow(2).mean((3, 4))
+                        + (grid_lat.proprio[None, :, 0, None] - lat.proprio[:, None, 1:]).pow(2).mean(3))  # (S, G, steps)
+                past[size].append(grid[dist.argmin(1).numpy(), 0] > WALL_X1)  # (S, steps)
+    return {size: np.concatenate(v).mean(0).tolist() for size, v in past.items()}
 
 
 def main() -> None:
@@ -130,8 +135,9 @@ def main() -> None:
     for name, cost in resolution(model, args.env, data.states[frame_rows[:, -1]]).items():
         print(f"  {name:<20} {cost:.4f}")
     if args.env == "wall":
-        print("pushes into the middle wall (all stopped in the env), share imagined past it, by env action size:")
-        print("  " + "  ".join(f"{size:g}: {share:.0%}" for size, share in wall_pushes(model).items()))
+        print("sustained pushes into the middle wall (all stopped in the env), share imagined past it after 1..6 planner steps:")
+        for size, shares in wall_pushes(model).items():
+            print(f"  env action size {size:g}: " + " ".join(f"{share:4.0%}" for share in shares))
 
 
 if __name__ == "__main__":
