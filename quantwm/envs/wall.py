@@ -200,20 +200,24 @@ class WallDataPolicy:
     the last move) that, in ``cross_prob`` of the episodes, walks through the door once (aligning
     with the door on the near side, then crossing to a point 3-12 px past the far face) before
     wandering again. While wandering, each step starts a *charge* with probability ``charge_prob``:
-    a straight run of 6-20 steps at a random point of the other room, which the middle wall stops
-    unless the line meets the door - so the data shows sustained pushes against the wall at every
-    height (a model that never sees them imagines the dot through the wall). Charge speeds span
-    ``charge_speed``, up to 4 (8 px per env step): a planner samples actions of several data
-    std, and a model that saw only gentle pushes imagines fast ones passing through the wall (the
-    shipped model trained on speeds <= 1.5 did so for 80 % of pushes at 3). Call with the state
-    (3,) -> action (2,)."""
+    a straight run of ``charge_steps`` steps at a random point of the other room, which the middle
+    wall stops unless the line meets the door - so the data shows sustained pushes against the wall
+    at every height (a model that never sees them imagines the dot through the wall). Charge
+    speeds span ``charge_speed``, up to 4 (8 px per env step): a planner samples actions of several
+    data std, and a model that saw only gentle pushes imagines fast ones passing through the wall
+    (a model trained on speeds <= 1.5 did so for 80 % of pushes at 3). Charges last up to 40 steps
+    and start as slow as 0.3: a model trained on charges of 6-20 steps at speeds >= 0.8 kept the
+    dot at the wall under one planner step of pushing but imagined it through after 4-6 steps of
+    slow pushing (up to half of such pushes), and CEM's best samples were exactly such plans.
+    Call with the state (3,) -> action (2,)."""
 
     cross_prob = 0.6
     charge_prob = 0.06
     walk_momentum = 0.8
     walk_std = 0.8  # innovation std; stationary per-axis std = 0.8 / sqrt(1 - 0.8^2) = 1.33
     max_seek_action = 1.5
-    charge_speed = (0.8, 4.0)
+    charge_speed = (0.3, 4.0)
+    charge_steps = (6, 40)
     seek_noise = 0.15
     phase_timeout = 30
 
@@ -251,7 +255,7 @@ class WallDataPolicy:
             other_room = RIGHT_ROOM_X if xy[0] < WALL_CENTRE else LEFT_ROOM_X
             self._far = np.array([self._rng.uniform(*other_room), self._rng.uniform(*ROOM_Y)])
             self._charge_speed = self._rng.uniform(*self.charge_speed)
-            self._charge_len = int(self._rng.integers(6, 21))
+            self._charge_len = int(self._rng.integers(self.charge_steps[0], self.charge_steps[1] + 1))
             self._phase, self._phase_t = "charge", 0
         if self._phase == "charge":
             heading = self._far - xy
