@@ -32,6 +32,7 @@ from quantwm.envs import make_env  # noqa: E402
 from quantwm.envs.dataset import dataset_dir, load_split  # noqa: E402
 from quantwm.experiment import load_model  # noqa: E402
 from quantwm.models import Latents  # noqa: E402
+from quantwm.planning.episodes import encode_observations  # noqa: E402
 from quantwm.runtime import configure_runtime  # noqa: E402
 
 
@@ -46,13 +47,6 @@ PERTURBATIONS: dict[str, dict[str, list[float]]] = {
 def encode_states(model, env, states) -> Latents:
     """Latents (N, 1, ...) of the frames and proprio ``env`` shows in each of ``states`` (N, state_dim)."""
     return encode_observations(model, [env.reset(options={"state": state})[0] for state in states])
-
-
-def encode_observations(model, obs: list[dict[str, np.ndarray]]) -> Latents:
-    """Latents (N, 1, ...) of N env observations."""
-    frames = torch.from_numpy(np.stack([o["visual"] for o in obs]))[:, None]
-    with torch.inference_mode():
-        return model.encode_obs(frames, torch.from_numpy(np.stack([o["proprio"] for o in obs])).float()[:, None])
 
 
 def resolution(model, env_name: str, states: np.ndarray) -> dict[str, float]:

@@ -239,16 +239,12 @@ def test_reference_objective_tells_model_from_search_failures(wall_model: WorldM
 
 
 def test_cem_action_clip_bounds_every_sample(wall_model: WorldModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    from quantwm.planning import optimizers
-
-    seen: list[torch.Tensor] = []
-    real = optimizers._cost
-    monkeypatch.setattr(optimizers, "_cost", lambda m, c, g, a, alpha: seen.append(a.clone()) or real(m, c, g, a, alpha))
+    seen = _spy_costs(monkeypatch)
     spec = planner_spec("wall", "cem", samples=16, topk=4, opt_steps=3, horizon=2, action_clip=0.5)
     (rec,) = run_episodes(wall_model, "wall", make_eval_episodes("wall", 1, 0), spec)
-    assert len(seen) == 4 and all(a.abs().max() <= 0.5 for a in seen)  # 3 sampling steps + the final plan
+    assert len(seen) == 4 and all(a.abs().max() <= 0.5 for a, _ in seen)  # 3 sampling steps + the final plan
     assert np.abs(rec.planned_actions[0]).max() <= 0.5
-    monkeypatch.setattr(optimizers, "_cost", real)
+    monkeypatch.undo()
     (free,) = run_episodes(wall_model, "wall", make_eval_episodes("wall", 1, 0), planner_spec("wall", "cem", samples=16, topk=4,
                                                                                           opt_steps=3, horizon=2))
     assert np.abs(free.planned_actions[0]).max() > 0.5  # unbounded by default (DINO-WM)

@@ -84,7 +84,8 @@ def _plan_generator(episode_seed: int, plan_index: int) -> torch.Generator:
     return torch.Generator().manual_seed((episode_seed * 1_000_003 + plan_index) & 0x7FFF_FFFF_FFFF)
 
 
-def _observe(model: WorldModel, obs: list[dict[str, np.ndarray]]) -> Latents:
+def encode_observations(model: WorldModel, obs: list[dict[str, np.ndarray]]) -> Latents:
+    """Latents (N, 1, ...) of N env observations."""
     frames = torch.from_numpy(np.stack([o["visual"] for o in obs]))[:, None]
     proprio = torch.from_numpy(np.stack([o["proprio"] for o in obs]))[:, None]
     with torch.inference_mode():
@@ -137,7 +138,7 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
     envs = [make_env(env_name, render_size=size) for _ in episodes]
     obs = [env.reset(options={"state": ep.start_state})[0] for env, ep in zip(envs, episodes)]
     goal_env = make_env(env_name, render_size=size)
-    goal = _observe(model, [goal_env.reset(options={"state": ep.goal_state})[0] for ep in episodes])
+    goal = encode_observations(model, [goal_env.reset(options={"state": ep.goal_state})[0] for ep in episodes])
     states = [[env.state] for env in envs]
     actions: list[list[np.ndarray]] = [[] for _ in episodes]
     frames = [[o["visual"]] for o in obs]
@@ -155,7 +156,7 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
         init = None
         if spec.warm_start and plan_index:
             init = torch.cat([rest[idx], torch.zeros(len(active), max(0, horizon - rest.shape[1]), rest.shape[2])], 1)[:, :horizon]
-        context = _observe(model, [obs[i] for i in active])
+        context = encode_observations(model, [obs[i] for i in active])
         if plan_index == 0:
             reference = reference_objectives(model, context, goal, episodes, horizon, spec.alpha)
         plan = optimize(model, context, Latents(goal.visual[idx], goal.proprio[idx]), horizon, spec.alpha, gens,

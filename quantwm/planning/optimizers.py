@@ -148,10 +148,10 @@ def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha:
         actions[:, 0] = mu
         actions[:, s - kept.shape[1]:] = kept
         cost = _cost(model, ctx, tgt, actions.flatten(0, 1), alpha).view(e, s)
-        order = cost.topk(cfg.topk, dim=1, largest=False).indices
-        elite = actions.gather(1, order[..., None, None].expand(-1, -1, horizon, a_dim))
-        improved = cost.gather(1, order[:, :1])[:, 0] < best_cost
-        best[improved], best_cost[improved] = elite[improved, 0], cost.gather(1, order[:, :1])[improved, 0]
+        top = cost.topk(cfg.topk, dim=1, largest=False)
+        elite = actions.gather(1, top.indices[..., None, None].expand(-1, -1, horizon, a_dim))
+        improved = top.values[:, 0] < best_cost
+        best[improved], best_cost[improved] = elite[improved, 0], top.values[improved, 0]
         if step:
             trace[:, step - 1] = (best_cost if cfg.return_best else cost[:, 0]).cpu()
         mu, sigma, kept = elite.mean(1), elite.std(1), elite[:, :cfg.keep_elites]
