@@ -6,7 +6,7 @@ import torch
 
 from quantwm.quant import ActQuant, WeightQuant
 from quantwm.quant.modules import ActivationQuantizer
-from quantwm.quant.quantizer import integer_range, minmax_qparams, quantize_weight, search_clip, to_groups
+from quantwm.quant.quantizer import fake_quantize, integer_range, minmax_qparams, quantize_weight, search_clip, to_groups
 
 torch.set_num_threads(1)
 
@@ -19,6 +19,19 @@ def test_symmetric_per_tensor_hand_case():
     expected[0, 1] = -0.4
     assert torch.allclose(q.dequant, expected, atol=1e-6)
     assert q.scale.shape == (1, 1) and torch.isclose(q.scale, torch.tensor(0.2)).all()
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_in_place_fake_quantize_equals_the_gradient_path_and_leaves_its_input_alone(symmetric):
+    # without gradients fake_quantize works in place on x / scale; with them it builds the graph
+    x = torch.randn(64, 48) * 3
+    scale, zero = minmax_qparams(x.amin(-1, keepdim=True), x.amax(-1, keepdim=True), 4, symmetric)
+    kept = x.clone()
+    fast = fake_quantize(x, scale, zero, 4, symmetric)
+    graph = fake_quantize(x.clone().requires_grad_(), scale, zero, 4, symmetric)
+    assert torch.equal(x, kept)
+    assert torch.equal(fast, graph.detach())
+    assert graph.grad_fn is not None
 
 
 def test_asymmetric_per_channel_hand_case():

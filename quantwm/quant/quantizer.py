@@ -59,9 +59,18 @@ def minmax_qparams(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: boo
 
 
 def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
-    """Round ``x`` onto the grid and back: (...) -> (...) (scale / zero broadcast against x)."""
+    """Round ``x`` onto the grid and back: (...) -> (...) (scale / zero broadcast against x).
+
+    Without gradients the steps run in place on the one new tensor ``x / scale``, and symmetric
+    grids (zero point 0) skip adding and removing the zero point: the same values with a third of
+    the memory passes (this runs on every Linear input under activation quantization)."""
     qmin, qmax = integer_range(bits, symmetric)
-    return (torch.clamp(_round(x / scale) + zero, qmin, qmax) - zero) * scale
+    if x.requires_grad or scale.requires_grad:
+        return (torch.clamp(_round(x / scale) + zero, qmin, qmax) - zero) * scale
+    q = (x / scale).round_()
+    if symmetric:
+        return q.clamp_(qmin, qmax).mul_(scale)
+    return q.add_(zero).clamp_(qmin, qmax).sub_(zero).mul_(scale)
 
 
 # ---- weights -------------------------------------------------------------------------------
