@@ -74,8 +74,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
               flush=True)
         if "episodes_with_reference" in s and planner not in ("do_nothing", "random"):
             print(f"  search or model? the model rated its first plan below the episode's reference actions in "
-                  f"{s['first_plan_rated_below_reference']:.0%} of episodes; failures where the model prefers its own plan: "
-                  f"{s['failures_model_prefers_own_plan']}, where search missed a better-rated plan: "
+                  f"{s['first_plan_rated_below_reference']:.0%} of episodes; failures where it rated a plan below them "
+                  f"(model): {s['failures_model_prefers_own_plan']}, where no plan was (search): "
                   f"{s['failures_search_missed_reference']}", flush=True)
         results.append(res)
     if args.json:
@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--noise-beta", type=float, default=None,
                    help="CEM sampling noise coloured 1/f^beta over time: 0 = white (DINO-WM), 2-3 = iCEM (default: the preset's)")
     e.add_argument("--action-clip", type=float, default=None,
-                   help="bound CEM actions to +-CLIP data std around the data mean (default: the preset's; DINO-WM: unbounded)")
+                   help="bound CEM actions to +-CLIP data std around the data mean; inf: unbounded, as DINO-WM "
+                        "(default: the preset's)")
     e.add_argument("--keep-elites", type=int, default=None,
                    help="CEM carries this many elites into the next step's population (iCEM; default: the preset's, DINO-WM: 0)")
     e.add_argument("--return-best", action=argparse.BooleanOptionalAction, default=None,

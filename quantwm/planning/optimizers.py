@@ -8,6 +8,8 @@ which executed the mean plan in the real env after every iteration).
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -35,8 +37,9 @@ class CEMConfig:
     coherent long moves instead of jitter that averages out.
 
     ``action_clip`` bounds every sampled action to +-action_clip in normalised units (the data's
-    mean +- action_clip std per env action dimension); None is DINO-WM's unbounded CEM, whose means
-    drift to actions far outside the training data, where the model's predictions are unchecked.
+    mean +- action_clip std per env action dimension); None (or inf) is DINO-WM's unbounded CEM,
+    whose means drift to actions far outside the training data, where the model's predictions are
+    unchecked.
 
     ``keep_elites`` carries that many of one step's elites into the next step's population (they
     replace the last samples, so the budget is unchanged), and ``return_best`` returns the
@@ -61,7 +64,7 @@ class CEMConfig:
         if self.noise_beta < 0:
             raise ValueError(f"noise_beta must be >= 0 (0 = white noise), got {self.noise_beta}")
         if self.action_clip is not None and self.action_clip <= 0:
-            raise ValueError(f"action_clip must be > 0 (normalised units) or None (unbounded), got {self.action_clip}")
+            raise ValueError(f"action_clip must be > 0 (normalised units; inf or None: unbounded), got {self.action_clip}")
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,7 @@ def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha:
     for step in range(cfg.opt_steps):
         noise = colored_noise(gens, (s, horizon * model.cfg.frameskip, model.cfg.action_dim), cfg.noise_beta, dev)
         actions = mu[:, None] + sigma[:, None] * noise.view(e, s, horizon, a_dim)
-        if cfg.action_clip is not None:
+        if cfg.action_clip is not None and math.isfinite(cfg.action_clip):
             actions = actions.clamp(-cfg.action_clip, cfg.action_clip)
         actions[:, 0] = mu
         actions[:, s - kept.shape[1]:] = kept
