@@ -9,17 +9,23 @@ A model whose visual error stays near the copy baseline does not predict how the
 does not. Also prints the encoder's resolution: the planning cost (visual + proprio MSE) between
 real states and the same states perturbed by a success tolerance; a planner can only separate
 success from failure where the model's error is below that. On Wall, also: 6 planner steps of
-sustained rightward pushing into the middle wall at several action sizes from 60 random left-room
-states per door (door at 45 with the dot below it, door at 15 with the dot above; the real env
-stops every push), and the share the model imagines past the wall after each planner step
-(imagined position read as the nearest of a 1-px grid of encoded real states). Slow pushes held
-for several steps are what CEM's best samples exploit when the model lets them through.
+rightward pushing into the middle wall, steady at several action sizes or jittering (white noise
+around a drift, as CEM's samples), from 60 random left-room states per door (door at 45 with the
+dot below it, door at 15 with the dot above), and the share the model imagines past the wall after
+each planner step among the pushes the real env kept in the left room (imagined position read as
+the nearest of a 1-px grid of encoded real states). Pushes held for several steps, slow or
+jittering, are what CEM's best samples exploit when the model lets them through.
+
+With ``--replans EVAL_JSON`` (Wall) it instead reads the failed episodes of a ``quantwm eval --json``
+record: at every 3rd replan, where the model imagined the plan ends and where it really ends.
 
 Usage: python benchmarks/rollout_error.py --env pusht|wall [--checkpoint PATH] [--windows 200] [--steps 5] [--threads 2]
+       python benchmarks/rollout_error.py --env wall --replans cache/eval/wall_mpc.json [--eval-seed 99]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -67,28 +73,102 @@ def resolution(model, env_name: str, states: np.ndarray) -> dict[str, float]:
     return out
 
 
-def wall_pushes(model, sizes: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0, 4.0, 6.0), steps: int = 6) -> dict[float, list[float]]:
-    """Per env action size: share of sustained rightward pushes (``steps`` planner steps of env action
-    (size, 0)) into the middle wall imagined past it after each planner step, over two door heights."""
-    from quantwm.envs.wall import WALL_X1, in_free_space
+def wall_grid(model, env, door: float) -> tuple[np.ndarray, Latents]:
+    """Every free 1-px grid position of the Wall canvas for a door: states (G, 3) and their latents."""
+    from quantwm.envs.wall import in_free_space
+
+    grid = np.array([[x, y, door] for x in np.arange(5.0, 60.0) for y in np.arange(5.0, 60.0)
+                     if in_free_space(np.array([x, y]), door)])
+    return grid, encode_states(model, env, grid)
+
+
+def nearest_states(grid: np.ndarray, grid_lat: Latents, lat: Latents) -> np.ndarray:
+    """The grid state whose latents are nearest (planning cost) to each of ``lat`` (S, T, ...) -> (S, T, 3)."""
+    dist = ((grid_lat.visual[None, :, 0, None] - lat.visual[:, None]).pow(2).mean((3, 4))
+            + (grid_lat.proprio[None, :, 0, None] - lat.proprio[:, None]).pow(2).mean(3))  # (S, G, T)
+    return grid[dist.argmin(1).numpy()]
+
+
+PUSHES = tuple((size, 0.0) for size in (0.5, 1.0, 2.0, 3.0, 4.0, 6.0)) + ((0.5, 2.0), (1.0, 2.0), (2.0, 2.0), (1.0, 3.0))
+
+
+def wall_pushes(model, pushes: tuple[tuple[float, float], ...] = PUSHES, steps: int = 6) -> dict[tuple[float, float], list[float]]:
+    """Per push (drift, jitter): env actions (drift, 0) plus N(0, jitter^2) noise per env step and
+    axis (0: a steady push; CEM samples every env step's action independently, so its plans
+    jitter), held for ``steps`` planner steps from left-room states below / above the door. Returns
+    the share of pushes the model imagines past the middle wall after each planner step, among
+    those the real env kept in the left room up to that step."""
+    from quantwm.envs.wall import WALL_X1
 
     env = make_env("wall", render_size=model.cfg.image_size)
     rng = np.random.default_rng(0)
-    past: dict[float, list[np.ndarray]] = {size: [] for size in sizes}
+    fooled: dict[tuple[float, float], list[np.ndarray]] = {push: [] for push in pushes}
+    stayed: dict[tuple[float, float], list[np.ndarray]] = {push: [] for push in pushes}
     with torch.inference_mode():
         for door, y_range in ((45.0, (8, 30)), (15.0, (30, 56))):
-            grid = np.array([[x, y, door] for x in np.arange(5.0, 60.0) for y in np.arange(5.0, 60.0)
-                             if in_free_space(np.array([x, y]), door)])
+            grid, grid_lat = wall_grid(model, env, door)
             starts = np.array([[rng.uniform(8, 28.9), rng.uniform(*y_range), door] for _ in range(60)])
-            grid_lat, context = encode_states(model, env, grid), encode_states(model, env, starts)
-            for size in sizes:
+            context = encode_states(model, env, starts)
+            for drift, jitter in pushes:
                 env_actions = torch.zeros(len(starts), steps, model.cfg.frameskip, 2)
-                env_actions[..., 0] = size
+                env_actions[..., 0] = drift
+                env_actions += jitter * torch.from_numpy(rng.normal(size=env_actions.shape)).float()
+                real_x = np.empty((len(starts), steps))
+                for i, start in enumerate(starts):
+                    env.reset(options={"state": start})
+                    for k, a in enumerate(env_actions[i].reshape(-1, 2).numpy()):
+                        env.step(a)
+                        if (k + 1) % model.cfg.frameskip == 0:
+                            real_x[i, k // model.cfg.frameskip] = env.state[0]
                 lat = model.split(model.rollout(context, model.normalize_actions(env_actions)))
-                dist = ((grid_lat.visual[None, :, 0, None] - lat.visual[:, None, 1:]).pow(2).mean((3, 4))
-                        + (grid_lat.proprio[None, :, 0, None] - lat.proprio[:, None, 1:]).pow(2).mean(3))  # (S, G, steps)
-                past[size].append(grid[dist.argmin(1).numpy(), 0] > WALL_X1)  # (S, steps)
-    return {size: np.concatenate(v).mean(0).tolist() for size, v in past.items()}
+                imagined = nearest_states(grid, grid_lat, Latents(lat.visual[:, 1:], lat.proprio[:, 1:]))  # (S, steps, 3)
+                kept = np.minimum.accumulate(real_x < WALL_X1, axis=1)  # still in the left room at every step so far
+                fooled[drift, jitter].append((imagined[..., 0] > WALL_X1) & kept)  # (S, steps)
+                stayed[drift, jitter].append(kept)
+    return {push: (np.concatenate(fooled[push]).sum(0) / np.maximum(np.concatenate(stayed[push]).sum(0), 1)).tolist()
+            for push in pushes}
+
+
+def wall_replans(model, eval_json: Path, seed: int, every: int = 3) -> None:
+    """For each failed episode of a ``quantwm eval --json`` Wall record: at every ``every``-th replan,
+    the state the plan started from, where the model imagined the whole plan ends (nearest grid
+    state) and where it really ends (the plan replayed in the env from that state), and the plan's
+    objective. A plan imagined in the goal's room that really ends in the start room is the model's
+    blind spot, whatever the first plan's rating was."""
+    from quantwm.envs.episodes import make_eval_episodes
+
+    env = make_env("wall", render_size=model.cfg.image_size)
+    result = json.loads(eval_json.read_text())["results"][0]
+    records = [r for r in result["episodes"] if not r["success"]]
+    episodes = make_eval_episodes("wall", max(r["index"] for r in result["episodes"]) + 1, seed)
+    if any(episodes[r["index"]].seed != r["seed"] for r in records):
+        raise SystemExit(f"{eval_json} was not evaluated with --seed {seed}: pass the seed of its `quantwm eval` run")
+    skip = model.cfg.frameskip
+    print(f"{len(records)} failed episodes in {eval_json}: replan k from (x, y): imagined end -> real end, objective")
+    fooled = total = 0
+    for rec in records:
+        ep = episodes[rec["index"]]
+        grid, grid_lat = wall_grid(model, env, float(ep.start_state[2]))
+        cells = []
+        for k in range(0, len(rec["planned_actions"]), every):
+            state = np.array(rec["states"][skip * k]) if skip * k < len(rec["states"]) else None
+            if state is None:
+                break
+            plan = torch.tensor(rec["planned_actions"][k], dtype=torch.float32)[None]
+            with torch.inference_mode():
+                lat = model.split(model.rollout(encode_states(model, env, [state]), plan))
+            end = nearest_states(grid, grid_lat, Latents(lat.visual[:, -1:], lat.proprio[:, -1:]))[0, 0]
+            env.reset(options={"state": state})
+            for a in model.denormalize_actions(plan)[0].reshape(-1, model.cfg.action_dim).numpy():
+                env.step(a)
+            real = env.state
+            crossed_in_mind = np.sign(end[0] - 32) == np.sign(ep.goal_state[0] - 32) != np.sign(real[0] - 32)
+            fooled, total = fooled + crossed_in_mind, total + 1
+            cells.append(f"k{k} ({state[0]:.0f},{state[1]:.0f}): ({end[0]:.0f},{end[1]:.0f}) -> ({real[0]:.0f},{real[1]:.0f}) "
+                         f"{rec['plan_objectives'][k]:.3f}{' *' if crossed_in_mind else ''}")
+        print(f"episode {rec['index']} door {ep.start_state[2]:.1f} goal ({ep.goal_state[0]:.0f},{ep.goal_state[1]:.0f})\n  "
+              + "\n  ".join(cells))
+    print(f"* plans imagined in the goal's room that really end in the other room: {fooled} of {total} replans read")
 
 
 def main() -> None:
@@ -99,9 +179,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", help="a quantwm checkpoint's .json (default: the shipped model)")
+    parser.add_argument("--replans", type=Path, metavar="EVAL_JSON",
+                        help="Wall: instead, read every 3rd replan of the failed episodes of a `quantwm eval --json` record")
+    parser.add_argument("--eval-seed", type=int, default=99, help="the --seed of that `quantwm eval` run")
     args = parser.parse_args()
     configure_runtime(args.threads)
     model = load_model(args.env, args.checkpoint)
+    if args.replans:
+        if args.env != "wall":
+            raise SystemExit("--replans reads Wall episodes: pass --env wall")
+        wall_replans(model, args.replans, args.eval_seed)
+        return
     skip = model.cfg.frameskip
     span = args.steps * skip
     data = load_split(dataset_dir(args.env), "val", frames=True)
@@ -129,9 +217,10 @@ def main() -> None:
     for name, cost in resolution(model, args.env, data.states[frame_rows[:, -1]]).items():
         print(f"  {name:<20} {cost:.4f}")
     if args.env == "wall":
-        print("sustained pushes into the middle wall (all stopped in the env), share imagined past it after 1..6 planner steps:")
-        for size, shares in wall_pushes(model).items():
-            print(f"  env action size {size:g}: " + " ".join(f"{share:4.0%}" for share in shares))
+        print("pushes into the middle wall held for 6 planner steps: share imagined past it after 1..6 planner steps "
+              "(of those the env kept in the left room)")
+        for (drift, jitter), shares in wall_pushes(model).items():
+            print(f"  env action {drift:g}{f' + jitter {jitter:g}' if jitter else ''}: " + " ".join(f"{share:4.0%}" for share in shares))
 
 
 if __name__ == "__main__":
