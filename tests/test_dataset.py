@@ -220,21 +220,24 @@ def test_regenerated_split_equals_the_stored_one(tmp_path) -> None:
 
 
 def test_wall_data_policy_crosses_the_door_and_holds_long_pushes_against_the_wall() -> None:
-    """The data must show door crossings and pushes held against the middle wall for 6+ planner steps
-    (30 env steps) away from the door: a model trained without them imagines slow sustained pushes
-    through the wall, and CEM's best samples exploit exactly that."""
+    """The data must show door crossings, pushes held against the middle wall for 6+ planner steps
+    (30 env steps) away from the door, and jittering pushes against it (actions that change by more
+    than 2 between env steps, as CEM's white-noise samples do): a model trained without them
+    imagines slow sustained pushes, and jittering plans, through the wall, and CEM's best samples
+    exploit exactly that."""
     from quantwm.envs.wall import WALL_X0, WALL_X1, WallDataPolicy
 
     env = make_env("wall", render_size=16)
-    crossed, long_presses = 0, 0
+    crossed, long_presses, jittered = 0, 0, 0
     for e in range(200):
         rng = np.random.default_rng(e)
         env.reset(seed=e)
-        policy, states = WallDataPolicy(rng), [env.state.copy()]
+        policy, states, actions = WallDataPolicy(rng), [env.state.copy()], []
         for _ in range(60):
-            env.step(policy(states[-1]))
+            actions.append(policy(states[-1]))
+            env.step(actions[-1])
             states.append(env.state.copy())
-        s = np.array(states)
+        s, a = np.array(states), np.array(actions)
         crossed += len(set(np.sign(s[:, 0] - 32))) > 1
         at_wall = (np.minimum(np.abs(s[:, 0] - WALL_X0), np.abs(s[:, 0] - WALL_X1)) < 0.6) & (np.abs(s[:, 1] - s[:, 2]) > 4)
         still = np.r_[False, np.linalg.norm(np.diff(s[:, :2], axis=0), axis=1) < 0.3]
@@ -243,5 +246,9 @@ def test_wall_data_policy_crosses_the_door_and_holds_long_pushes_against_the_wal
             run = run + 1 if pressed else 0
             longest = max(longest, run)
         long_presses += longest >= 30
+        into_wall = np.where(s[:-1, 0] < 32, a[:, 0] > 0, a[:, 0] < 0)
+        jump = np.r_[False, np.linalg.norm(np.diff(a, axis=0), axis=1) > 2.0]
+        jittered += (at_wall[:-1] & into_wall & jump).sum() >= 10
     assert crossed >= 80  # cross_prob 0.6, plus charges that meet the door
     assert long_presses >= 8  # charges of 6-20 steps at speeds >= 0.8 gave 2 in these 200 episodes
+    assert jittered >= 25  # steady charges (noise 0.15) gave 0

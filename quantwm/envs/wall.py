@@ -209,15 +209,20 @@ class WallDataPolicy:
     and start as slow as 0.3: a model trained on charges of 6-20 steps at speeds >= 0.8 kept the
     dot at the wall under one planner step of pushing but imagined it through after 4-6 steps of
     slow pushing (up to half of such pushes), and CEM's best samples were exactly such plans.
-    Call with the state (3,) -> action (2,)."""
+    Each charge also draws its per-step noise std from ``charge_noise``, from a steady push (0.15)
+    to white-noise jitter around a weak drift (2.5, about 1.5 data std): CEM samples every env step's
+    action independently, so its plans jitter; a model trained on smooth walks and steady charges
+    only imagined such jittering plans through the wall from a dot pressed against it, and most of
+    MPC's failures were those plans. Call with the state (3,) -> action (2,)."""
 
     cross_prob = 0.6
-    charge_prob = 0.06
+    charge_prob = 0.08
     walk_momentum = 0.8
     walk_std = 0.8  # innovation std; stationary per-axis std = 0.8 / sqrt(1 - 0.8^2) = 1.33
     max_seek_action = 1.5
     charge_speed = (0.3, 4.0)
     charge_steps = (6, 40)
+    charge_noise = (0.15, 2.5)
     seek_noise = 0.15
     phase_timeout = 30
 
@@ -256,10 +261,11 @@ class WallDataPolicy:
             self._far = np.array([self._rng.uniform(*other_room), self._rng.uniform(*ROOM_Y)])
             self._charge_speed = self._rng.uniform(*self.charge_speed)
             self._charge_len = int(self._rng.integers(self.charge_steps[0], self.charge_steps[1] + 1))
+            self._charge_noise = self._rng.uniform(*self.charge_noise)
             self._phase, self._phase_t = "charge", 0
         if self._phase == "charge":
             heading = self._far - xy
-            return heading / max(np.linalg.norm(heading), 1e-6) * self._charge_speed + self._rng.normal(0.0, self.seek_noise, 2)
+            return heading / max(np.linalg.norm(heading), 1e-6) * self._charge_speed + self._rng.normal(0.0, self._charge_noise, 2)
         if self._phase == "wander":
             blocked = self._last_xy is not None and np.linalg.norm(xy - self._last_xy) < STEP_SCALE * np.linalg.norm(self._walk) / 2
             self._walk = (-1.0 if blocked else 1.0) * self.walk_momentum * self._walk + self._rng.normal(0.0, self.walk_std, 2)
