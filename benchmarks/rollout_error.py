@@ -143,7 +143,6 @@ def wall_replans(model, eval_json: Path, seed: int, every: int = 3) -> None:
     episodes = make_eval_episodes("wall", max(r["index"] for r in result["episodes"]) + 1, seed)
     if any(episodes[r["index"]].seed != r["seed"] for r in records):
         raise SystemExit(f"{eval_json} was not evaluated with --seed {seed}: pass the seed of its `quantwm eval` run")
-    skip = model.cfg.frameskip
     print(f"{len(records)} failed episodes in {eval_json}: replan k from (x, y): imagined end -> real end, objective")
     fooled = total = 0
     for rec in records:
@@ -151,9 +150,7 @@ def wall_replans(model, eval_json: Path, seed: int, every: int = 3) -> None:
         grid, grid_lat = wall_grid(model, env, float(ep.start_state[2]))
         cells = []
         for k in range(0, len(rec["planned_actions"]), every):
-            state = np.array(rec["states"][skip * k]) if skip * k < len(rec["states"]) else None
-            if state is None:
-                break
+            state = np.array(rec["states"][rec["plan_starts"][k]])
             plan = torch.tensor(rec["planned_actions"][k], dtype=torch.float32)[None]
             with torch.inference_mode():
                 lat = model.split(model.rollout(encode_states(model, env, [state]), plan))

@@ -26,15 +26,26 @@ def _positive(value: str) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
-    from quantwm.envs.dataset import DEFAULT_DATASETS, dataset_dir, generate_dataset
+    from quantwm.envs.dataset import DEFAULT_DATASETS, dataset_dir, generate_dataset, write_plan_replays
 
+    out_dir = Path(args.out) if args.out else dataset_dir(args.env)
+    if args.plans:
+        from quantwm.experiment import load_model, plan_replays
+
+        if args.checkpoint is None:
+            raise ValueError("--plans needs --checkpoint: the model that planned them (its action normalisation)")
+        starts, actions, source = plan_replays(load_model(args.env, args.checkpoint), [Path(p) for p in args.plans])
+        source |= {"checkpoint": args.checkpoint, "command": "quantwm " + shlex.join(sys.argv[1:])}
+        write_plan_replays(out_dir, starts, actions, source)
+        print(f"wrote {len(starts)} plan replays to {out_dir}/plans.npz")
+        return
     cfg = DEFAULT_DATASETS[args.env]
     cfg = replace(cfg, **{k: v for k, v in (("n_episodes", args.episodes), ("seed", args.seed)) if v is not None})
     def progress(done: int, total: int) -> None:
         if done % 100 == 0 or done == total:
             print(f"  {done}/{total} episodes", flush=True)
 
-    out = generate_dataset(cfg, Path(args.out) if args.out else dataset_dir(args.env), progress=progress)
+    out = generate_dataset(cfg, out_dir, progress=progress)
     print(f"wrote {out}")
 
 
@@ -124,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--episodes", type=_positive)
     d.add_argument("--seed", type=int)
     d.add_argument("--out")
+    d.add_argument("--plans", nargs="+", metavar="EVAL_JSON",
+                   help="instead, replay every plan of these `quantwm eval --json` records in the env (an extra training "
+                        "split of where the planner goes; needs --checkpoint, the model that planned them)")
+    d.add_argument("--checkpoint", help="with --plans: the checkpoint .json that planned them")
     d.set_defaults(func=_cmd_data)
 
     t = sub.add_parser("train", help="train (or resume) a world model; writes the checkpoint, log and loss curves")

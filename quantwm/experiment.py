@@ -1,6 +1,7 @@
 """The one place that wires environments, models and planners together for the CLI and the app."""
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -106,6 +107,29 @@ def evaluate(model: WorldModel, env: str, planner: str, episodes: int, seed: int
     t0 = time.time()
     records = run_episodes(model, env, eps, spec, batch_size=batch_size, record_frames=record_frames, progress=progress)
     return EvalResult(env, planner, spec, records, time.time() - t0)
+
+
+def plan_replays(model: WorldModel, eval_jsons: list[Path]) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
+    """Every plan of every episode in ``quantwm eval --json`` records, in env units, with the state it
+    was planned from: (starts (state_dim,), env actions (H * frameskip, action_dim), source).
+    ``model`` must be the one that planned them (its action normalisation turns plans into env actions)."""
+    starts, actions, commands = [], [], []
+    for path in eval_jsons:
+        try:
+            record = json.loads(Path(path).read_text())
+            result = record["results"][0]
+            episodes = result["episodes"]
+        except (OSError, ValueError, KeyError, IndexError) as err:
+            raise ValueError(f"{path} is not a `quantwm eval --json` record: {err}") from None
+        if result["summary"]["env"] != model.cfg.env:
+            raise ValueError(f"{path} holds {result['summary']['env']} episodes, the model plans {model.cfg.env}")
+        commands.append(record["command"])
+        for ep in episodes:
+            for plan, start in zip(ep["planned_actions"], ep["plan_starts"]):
+                env_actions = model.denormalize_actions(torch.tensor(plan, dtype=torch.float32))
+                actions.append(env_actions.reshape(-1, model.cfg.action_dim).numpy())
+                starts.append(np.asarray(ep["states"][start]))
+    return starts, actions, {"eval_commands": commands, "eval_files": [str(p) for p in eval_jsons]}
 
 
 def calibrate(model: WorldModel, env: str, groups: tuple[str, ...] = ("predictor",), size: int = 256, seed: int = 0,

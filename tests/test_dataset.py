@@ -16,8 +16,11 @@ from quantwm.envs.dataset import (
     dataset_dir,
     default_dataset_config,
     generate_dataset,
+    has_plan_replays,
     load_split,
     record_episode,
+    replay_episode,
+    write_plan_replays,
 )
 from quantwm.envs.wall import door_path_actions
 from quantwm.envs.episodes import GOAL_STEPS, goal_motion_stats, make_eval_episodes
@@ -79,6 +82,33 @@ def test_round_trip_matches_a_fresh_recording(wall_dir: Path) -> None:
     env.reset(options={"state": val.states[rows.start]})
     for i in range(rows.start, rows.stop - 1):
         assert np.array_equal(env.simulate(val.actions[i]), val.states[i + 1])
+
+
+def test_plan_replays_are_an_extra_split_of_any_episode_lengths(tmp_path: Path) -> None:
+    """Replaying a recorded episode's actions from its first state reproduces it exactly; replays of
+    different lengths load as a split whose episodes concatenate after ``train``'s."""
+    data = generate_dataset(WALL_CFG, tmp_path / "wall")
+    env = make_env("wall", 16)
+    rec = record_episode(env, DATA_POLICIES["wall"], WALL_CFG.seed, 2, WALL_CFG.episode_len)
+    again = replay_episode(env, rec["states"][0], rec["actions"][:-1])
+    for key in ("frames", "proprio", "actions", "states"):
+        assert np.array_equal(again[key], rec[key]), key
+    with pytest.raises(FileNotFoundError, match="--plans"):
+        load_split(data, "plans")
+    starts = [rec["states"][0], rec["states"][5]]
+    write_plan_replays(data, starts, [rec["actions"][:3], rec["actions"][5:12]], {"what": "test"})
+    assert has_plan_replays(data) and json.loads((data / "plans.json").read_text())["source"] == {"what": "test"}
+    plans = load_split(data, "plans")
+    assert plans.episode_offsets.tolist() == [0, 4, 12]
+    assert np.array_equal(plans.frames[plans.episode(1)], rec["frames"][5:13])
+    train = load_split(data, "train")
+    both = train.concat(plans)
+    assert both.n_episodes == train.n_episodes + 2
+    assert np.array_equal(both.states[both.episode(train.n_episodes + 1)], rec["states"][5:13])
+    assert np.array_equal(both.frames[both.episode(0)], train.frames[train.episode(0)])
+    with pytest.raises(ValueError, match="one start state per action sequence"):
+        write_plan_replays(data, starts, [rec["actions"][:3]], {})
+    assert load_split(data, "plans").n_episodes == 2  # bad input leaves the finished split alone
 
 
 def test_generation_is_deterministic_and_atomic(wall_dir: Path, tmp_path: Path) -> None:

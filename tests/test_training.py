@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from quantwm.envs.dataset import DEFAULT_DATASETS, generate_dataset
+import numpy as np
+
+from quantwm.cli import main
+from quantwm.envs.dataset import DEFAULT_DATASETS, generate_dataset, load_split
 from quantwm.models import load_checkpoint
 from quantwm.training import presets as presets_module
 from quantwm.training.trainer import TrainConfig, Trainer, train
@@ -63,3 +67,30 @@ def test_training_rejects_data_of_the_wrong_resolution(wall_data: Path, tmp_path
     monkeypatch.setitem(presets_module.PRESETS, "wall", replace(presets_module.PRESETS["wall"], image_size=32))
     with pytest.raises(ValueError, match="has 64-px frames, the wall preset needs 32"):
         Trainer(_cfg(wall_data, tmp_path))
+
+
+def test_plans_of_an_eval_record_replay_from_their_start_states_into_training(wall_data: Path, tmp_path: Path) -> None:
+    """`quantwm data --plans` turns every MPC plan of an eval record into env actions replayed from the
+    state it was planned from (the first executed planner step reproduces the episode's own states),
+    and training adds those replays to the scripted episodes but keeps the scripted action statistics."""
+    data = shutil.copytree(wall_data, tmp_path / "wall")
+    record = tmp_path / "mpc.json"
+    assert main(["eval", "--env", "wall", "--planner", "mpc", "--episodes", "2", "--samples", "8", "--topk", "2",
+                 "--opt-steps", "1", "--budget", "3", "--quiet", "--json", str(record)]) == 0
+    assert main(["data", "--env", "wall", "--plans", str(record), "--checkpoint", "assets/wall.json", "--out", str(data)]) == 0
+    episodes = json.loads(record.read_text())["results"][0]["episodes"]
+    plans = load_split(data, "plans")
+    assert plans.n_episodes == sum(len(ep["planned_actions"]) for ep in episodes)
+    skip = 5
+    for e, ep in enumerate(episodes):  # the first plan of each episode
+        first = plans.episode(sum(len(x["planned_actions"]) for x in episodes[:e]))
+        assert np.allclose(plans.states[first][: skip + 1], np.array(ep["states"][: skip + 1]))
+        last = plans.episode(sum(len(x["planned_actions"]) for x in episodes[: e + 1]) - 1)
+        assert np.allclose(plans.states[last][0], ep["states"][ep["plan_starts"][-1]])
+
+    path = train(replace(_cfg(data, tmp_path), data_dir=data), echo=lambda s: None)
+    meta = json.loads(path.read_text())
+    assert meta["training"]["data"]["train_episodes"] == 10 + plans.n_episodes
+    assert meta["training"]["data"]["plan_replays"]["source"]["eval_files"] == [str(record)]
+    scripted = load_split(data, "train", frames=False)
+    assert np.allclose(meta["config"]["action_std"], scripted.actions.std(0) + 1e-6)

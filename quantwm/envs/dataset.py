@@ -11,6 +11,11 @@ Episode e (a global index; splits take consecutive index ranges, so they never s
 generated from ``np.random.default_rng([seed, e])`` alone, hence identical whatever ``n_episodes``.
 Each split is written to a temporary file and renamed, and ``meta.json`` is written last (and
 removed first), so an interrupted run never leaves a corrupt split or a dataset that looks complete.
+
+Plan replays (optional, ``plans.npz`` + ``plans.json``, same layout, episodes of any length): action
+sequences a planner chose, executed in the env from the states it planned from - DAgger-style data
+from where the planner takes the model, which the scripted policy may never visit. Training adds
+them to ``train``; ``plans.json`` names the records and the model that planned them.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,7 @@ from quantwm.envs.pusht import PushTDataPolicy
 from quantwm.envs.wall import WallDataPolicy
 
 SPLITS = ("train", "val", "calib")
+PLANS = "plans"  # the optional split of plan replays
 DataPolicy = Callable[[np.ndarray], np.ndarray]
 DATA_POLICIES: dict[str, Callable[[np.random.Generator], DataPolicy]] = {"pusht": PushTDataPolicy, "wall": WallDataPolicy}
 _COMPRESS_LEVEL = 1  # zlib level: frames are mostly flat colour, level 1 is ~3x faster than 6 for a few % more bytes
@@ -87,6 +93,17 @@ class EpisodeData:
     def n_episodes(self) -> int:
         return len(self.episode_offsets) - 1
 
+    def concat(self, other: "EpisodeData") -> "EpisodeData":
+        """This split's episodes followed by ``other``'s (both with frames, or both without)."""
+        if (self.frames is None) != (other.frames is None):
+            raise ValueError("cannot concatenate a split with frames and one without")
+        return EpisodeData(
+            frames=None if self.frames is None else np.concatenate([self.frames, other.frames]),
+            proprio=np.concatenate([self.proprio, other.proprio]), actions=np.concatenate([self.actions, other.actions]),
+            states=np.concatenate([self.states, other.states]),
+            episode_offsets=np.concatenate([self.episode_offsets, other.episode_offsets[1:] + self.episode_offsets[-1]]),
+        )
+
     def episode(self, e: int) -> slice:
         """Rows of episode ``e`` (0 <= e < n_episodes)."""
         if not 0 <= e < self.n_episodes:
@@ -104,15 +121,12 @@ def default_dataset_config(env: str) -> DatasetConfig:
     return DEFAULT_DATASETS[check_env_name(env)]
 
 
-def record_episode(env: QuantWMEnv, policy_factory: Callable[[np.random.Generator], DataPolicy], seed: int, index: int,
-                   episode_len: int) -> dict[str, np.ndarray]:
-    """Roll the scripted policy for one episode -> frames, proprio, actions, states of (episode_len + 1) rows."""
-    rng = np.random.default_rng([seed, index])
-    obs, info = env.reset(seed=int(rng.integers(2**31)))
-    policy = policy_factory(rng)
+def _roll(env: QuantWMEnv, obs: dict[str, np.ndarray], info: dict[str, Any], n_steps: int,
+          next_action: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """Step ``env`` from ``(obs, info)`` with ``next_action(state)`` -> (n_steps + 1)-row episode arrays."""
     frames, proprio, states, actions = [obs["visual"]], [obs["proprio"]], [info["state"]], []
-    for _ in range(episode_len):
-        action = np.asarray(policy(states[-1]), dtype=np.float32)
+    for _ in range(n_steps):
+        action = np.asarray(next_action(states[-1]), dtype=np.float32)
         obs, _, _, _, info = env.step(action)
         actions.append(action)
         frames.append(obs["visual"])
@@ -122,35 +136,49 @@ def record_episode(env: QuantWMEnv, policy_factory: Callable[[np.random.Generato
     return {"frames": np.stack(frames), "proprio": np.stack(proprio), "actions": np.stack(actions), "states": np.stack(states)}
 
 
+def record_episode(env: QuantWMEnv, policy_factory: Callable[[np.random.Generator], DataPolicy], seed: int, index: int,
+                   episode_len: int) -> dict[str, np.ndarray]:
+    """Roll the scripted policy for one episode -> frames, proprio, actions, states of (episode_len + 1) rows."""
+    rng = np.random.default_rng([seed, index])
+    obs, info = env.reset(seed=int(rng.integers(2**31)))
+    return _roll(env, obs, info, episode_len, policy_factory(rng))
+
+
+def replay_episode(env: QuantWMEnv, state: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarray]:
+    """Execute env ``actions`` (T, action_dim) from ``state`` -> the episode's (T + 1)-row arrays."""
+    obs, info = env.reset(options={"state": np.asarray(state, dtype=np.float64)})
+    steps = iter(np.asarray(actions, dtype=np.float32))
+    return _roll(env, obs, info, len(actions), lambda _state: next(steps))
+
+
 def _write_npy_header(f: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
     np.lib.format.write_array_header_2_0(f, header)
 
 
-def _write_split(path: Path, episodes: range, env: QuantWMEnv, cfg: DatasetConfig, on_episode: Callable[[], None]) -> int:
-    """Generate the episodes of one split into ``path`` (atomically) -> number of frames.
+def _write_episodes(path: Path, episodes: Iterable[dict[str, np.ndarray]], n_frames: int, render_size: int) -> int:
+    """Stream episodes (``_roll``'s arrays) of ``n_frames`` rows in all into ``path``, atomically -> number of episodes.
 
-    Frames stream episode by episode into the zip member (only one episode's frames in memory)."""
-    n_frames = len(episodes) * (cfg.episode_len + 1)
-    frame_shape = (n_frames, env.render_size, env.render_size, 3)
+    Frames go episode by episode into the zip member (only one episode's frames in memory)."""
     small: dict[str, list[np.ndarray]] = {"proprio": [], "actions": [], "states": []}
+    lengths = [0]
     tmp = path.with_name(path.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=_COMPRESS_LEVEL) as archive:
         with archive.open("frames.npy", "w", force_zip64=True) as member:
-            _write_npy_header(member, frame_shape, np.uint8)
-            for e in episodes:
-                rec = record_episode(env, DATA_POLICIES[cfg.env], cfg.seed, e, cfg.episode_len)
+            _write_npy_header(member, (n_frames, render_size, render_size, 3), np.uint8)
+            for rec in episodes:
                 member.write(np.ascontiguousarray(rec["frames"]).tobytes())
                 for key in small:
                     small[key].append(rec[key])
-                on_episode()
-        offsets = np.arange(len(episodes) + 1, dtype=np.int64) * (cfg.episode_len + 1)
-        arrays = {key: np.concatenate(parts) for key, parts in small.items()} | {"episode_offsets": offsets}
+                lengths.append(len(rec["frames"]))
+        if sum(lengths) != n_frames:
+            raise ValueError(f"episodes held {sum(lengths)} frames, {n_frames} announced")
+        arrays = {key: np.concatenate(parts) for key, parts in small.items()} | {"episode_offsets": np.cumsum(lengths, dtype=np.int64)}
         for key, array in arrays.items():
             with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array)
     os.replace(tmp, path)
-    return n_frames
+    return len(lengths) - 1
 
 
 def generate_dataset(cfg: DatasetConfig, out_dir: Path, progress: Callable[[int, int], None] | None = None) -> Path:
@@ -173,9 +201,15 @@ def generate_dataset(cfg: DatasetConfig, out_dir: Path, progress: Callable[[int,
 
     start = time.perf_counter()
     counts = {}
-    for split, episodes in cfg.split_ranges().items():
-        n_frames = _write_split(out_dir / f"{split}.npz", episodes, env, cfg, on_episode)
-        counts[split] = {"episodes": len(episodes), "frames": n_frames, "first_episode": episodes.start}
+    for split, indices in cfg.split_ranges().items():
+        def episodes(indices: range = indices) -> Iterator[dict[str, np.ndarray]]:
+            for e in indices:
+                yield record_episode(env, DATA_POLICIES[cfg.env], cfg.seed, e, cfg.episode_len)
+                on_episode()
+
+        n_frames = len(indices) * (cfg.episode_len + 1)
+        _write_episodes(out_dir / f"{split}.npz", episodes(), n_frames, cfg.render_size)
+        counts[split] = {"episodes": len(indices), "frames": n_frames, "first_episode": indices.start}
     meta = {
         "config": asdict(cfg),
         "counts": counts,
@@ -190,16 +224,16 @@ def generate_dataset(cfg: DatasetConfig, out_dir: Path, progress: Callable[[int,
 
 
 def load_split(data_dir: Path, split: str, frames: bool = True) -> EpisodeData:
-    """Load one split of a generated dataset (``frames=False`` skips decompressing the frames)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
+    """Load one split of a generated dataset, or its plan replays (``split="plans"``; ``frames=False``
+    skips decompressing the frames)."""
+    if split not in (*SPLITS, PLANS):
+        raise ValueError(f"unknown split {split!r}; valid: {[*SPLITS, PLANS]}")
     data_dir = Path(data_dir)
     env = data_dir.name if data_dir.name in ENV_NAMES else "ENV"
-    path = data_dir / f"{split}.npz"
-    if not path.is_file() or not (data_dir / "meta.json").is_file():
-        raise FileNotFoundError(
-            f"no complete dataset at {data_dir} (missing {path.name} or meta.json): generate it with `quantwm data --env {env}`"
-        )
+    path, marker = data_dir / f"{split}.npz", data_dir / ("plans.json" if split == PLANS else "meta.json")
+    if not path.is_file() or not marker.is_file():
+        how = "`quantwm data --env ENV --plans EVAL_JSON...`" if split == PLANS else f"`quantwm data --env {env}`"
+        raise FileNotFoundError(f"no complete {split} split at {data_dir} (missing {path.name} or {marker.name}): generate it with {how}")
     with np.load(path) as archive:
         return EpisodeData(
             frames=archive["frames"] if frames else None,
@@ -208,6 +242,34 @@ def load_split(data_dir: Path, split: str, frames: bool = True) -> EpisodeData:
             states=archive["states"],
             episode_offsets=archive["episode_offsets"],
         )
+
+
+def has_plan_replays(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds a complete plan-replay split."""
+    return (Path(data_dir) / "plans.json").is_file()
+
+
+def write_plan_replays(data_dir: Path, starts: list[np.ndarray], actions: list[np.ndarray], source: dict[str, Any]) -> Path:
+    """Execute each env action sequence ``actions[i]`` (T_i, action_dim) from state ``starts[i]`` into
+    ``data_dir/plans.npz``, at the dataset's render size, replacing earlier replays; ``plans.json``
+    (written last) stores ``source`` (what planned them) and the counts -> data_dir."""
+    data_dir = Path(data_dir)
+    cfg = load_meta(data_dir)["config"]
+    if len(starts) != len(actions) or not starts:
+        raise ValueError(f"need one start state per action sequence, got {len(starts)} states and {len(actions)} sequences")
+    marker = data_dir / "plans.json"
+    marker.unlink(missing_ok=True)
+    env = make_env(cfg["env"], cfg["render_size"])
+    start = time.perf_counter()
+    n_frames = sum(len(a) + 1 for a in actions)
+    _write_episodes(data_dir / f"{PLANS}.npz", (replay_episode(env, s, a) for s, a in zip(starts, actions)), n_frames,
+                    cfg["render_size"])
+    meta = {"source": source, "episodes": len(starts), "frames": n_frames,
+            "generation_seconds": round(time.perf_counter() - start, 2)}
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, marker)
+    return data_dir
 
 
 def regenerate_split(cfg: DatasetConfig, split: str) -> EpisodeData:

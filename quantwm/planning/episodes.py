@@ -64,6 +64,7 @@ class EpisodeRecord:
     objective_traces: list[list[float]]  # per plan: objective after every optimiser step
     plan_objectives: list[float]  # per plan: final objective of the chosen plan
     planned_actions: list[np.ndarray]  # per plan: (H, A) planner actions
+    plan_starts: list[int]  # per plan: the env step it was made at (its start state is states[plan_starts[k]])
     env_actions: np.ndarray  # (n, action_dim) executed
     states: np.ndarray  # (n + 1, state_dim)
     wall_time_s: float
@@ -75,6 +76,7 @@ class EpisodeRecord:
             "index": self.index, "seed": self.seed, "success": self.success, "state_distance": self.state_distance,
             "final_objective": self.final_objective, "objective_traces": self.objective_traces,
             "plan_objectives": self.plan_objectives, "planned_actions": [a.tolist() for a in self.planned_actions],
+            "plan_starts": self.plan_starts,
             "env_actions": self.env_actions.tolist(), "states": self.states.tolist(), "wall_time_s": self.wall_time_s,
             "reference_objective": None if math.isnan(self.reference_objective) else self.reference_objective,
         }
@@ -167,7 +169,8 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
             rest = torch.zeros(len(episodes), horizon - n_exec, rest.shape[2])
             rest[idx] = plan.actions[:, n_exec:].cpu()
         for row, i in enumerate(active):
-            plans[i].append((plan.objective_trace[row].tolist(), float(plan.final_objective[row]), plan.actions[row].cpu().numpy()))
+            plans[i].append((plan.objective_trace[row].tolist(), float(plan.final_objective[row]), plan.actions[row].cpu().numpy(),
+                             len(states[i]) - 1))
             for k in range(n_exec):
                 for a in env_actions[row, k]:
                     obs[i] = envs[i].step(a)[0]
@@ -192,7 +195,7 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
             state_distance=float(env.state_distance(ep.goal_state, final)),
             final_objective=plans[i][-1][1] if plans[i] else math.nan,
             objective_traces=[p[0] for p in plans[i]], plan_objectives=[p[1] for p in plans[i]],
-            planned_actions=[p[2] for p in plans[i]],
+            planned_actions=[p[2] for p in plans[i]], plan_starts=[p[3] for p in plans[i]],
             env_actions=np.asarray(actions[i]).reshape(-1, model.cfg.action_dim), states=np.asarray(states[i]),
             wall_time_s=round(done_at[i] - t_start, 3), reference_objective=reference[i],
             frames=np.stack(frames[i]) if record_frames else None,

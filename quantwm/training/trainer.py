@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quantwm.envs import ENV_SPECS
-from quantwm.envs.dataset import load_meta, load_split
+from quantwm.envs.dataset import PLANS, has_plan_replays, load_meta, load_split
 from quantwm.models import Latents, WorldModel, WorldModelConfig, save_checkpoint
 from quantwm.planning.objective import planning_cost
 from quantwm.training.presets import TrainPreset, get_preset
@@ -117,7 +117,10 @@ class Trainer:
                 f"data in {cfg.data_dir} has {self.train.frames.shape[1]}-px frames, the {cfg.env} preset needs "
                 f"{self.preset.image_size}: regenerate with `quantwm data --env {cfg.env}`"
             )
-        actions, proprio = self.train.actions, self.train.proprio
+        actions, proprio = self.train.actions, self.train.proprio  # normalisation stats: the scripted policy's data only
+        self.plans = json.loads((cfg.data_dir / "plans.json").read_text()) if has_plan_replays(cfg.data_dir) else None
+        if self.plans is not None:
+            self.train = self.train.concat(load_split(cfg.data_dir, PLANS))
         model_cfg = WorldModelConfig(
             env=cfg.env, image_size=self.preset.image_size, num_hist=self.preset.num_hist, frameskip=spec.frameskip,
             action_dim=spec.action_dim, proprio_dim=spec.proprio_dim, encoder=self.preset.encoder,
@@ -322,7 +325,8 @@ class Trainer:
                        (("encoder", len(self.train.frames)), ("predictor", len(Windows(self.train.episode_offsets, self.model.cfg.frameskip, self.preset.num_hist).starts)),
                         ("decoder", len(self.train.frames)))},
             "data": {"dir": str(self.cfg.data_dir), "train_episodes": int(self.train.n_episodes),
-                     "train_frames": int(len(self.train.frames)), "val_episodes": int(self.val.n_episodes), "meta": meta},
+                     "train_frames": int(len(self.train.frames)), "val_episodes": int(self.val.n_episodes), "meta": meta,
+                     "plan_replays": self.plans},
             "wall_time_s": round(self.state["elapsed_s"], 1),
             "relevance": relevance,
         }
