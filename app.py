@@ -12,7 +12,7 @@ from quantwm.runtime import configure_runtime
 def main() -> None:
     configure_runtime()  # before gradio is imported
     from quantwm.cli import add_official_arguments, official_from_args
-    from quantwm.experiment import DEVICES
+    from quantwm.runtime import DEVICES
     from quantwm.ui import build_app
 
     parser = argparse.ArgumentParser(description=__doc__)

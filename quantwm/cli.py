@@ -57,7 +57,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(
         env=args.env, data_dir=Path(args.data_dir) if args.data_dir else dataset_dir(args.env),
         run_dir=Path(args.run_dir or f"cache/runs/{args.env}"), out=Path(args.out) if args.out else shipped_checkpoint(args.env),
-        seed=args.seed, steps_scale=args.steps_scale, command="quantwm " + shlex.join(sys.argv[1:]),
+        seed=args.seed, steps_scale=args.steps_scale, command="quantwm " + shlex.join(sys.argv[1:]), device=args.device,
     )
     train(cfg)
 
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir")
     t.add_argument("--run-dir", help="resumable training state (default cache/runs/ENV)")
     t.add_argument("--out", help="checkpoint path (default assets/ENV.json)")
+    t.add_argument("--device", default="cpu", help="cpu or cuda (same recipe; float rounding differs)")
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("eval", help="plan validation episodes and report the success rate")

@@ -18,9 +18,7 @@ from quantwm.models import OfficialCheckpoint, WorldModel, load_checkpoint, ship
 from quantwm.planning import EpisodeRecord, PlannerSpec, planner_spec, run_episodes
 from quantwm.planning.presets import DEFAULT_PRESET
 from quantwm.quant import Calibration, capture_calibration
-
-DEVICES = ("cpu", "cuda")
-
+from quantwm.runtime import check_device
 
 def check_env(env: str) -> str:
     if env not in ENV_NAMES:
@@ -38,10 +36,7 @@ def load_model(env: str | None, checkpoint: str | Path | None = None, device: st
         raise ValueError(f"an env is required for a quantwm checkpoint; valid: {', '.join(ENV_NAMES)}")
     if env is not None:
         check_env(env)
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    check_device(device)
     if official is not None:
         model, source = official.load(device), f"DINO-WM run {official.root / 'outputs' / official.name}"
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 CACHE = Path(__file__).resolve().parents[1] / "cache"
+DEVICES = ("cpu", "cuda")
 
 # glibc mallopt parameters (malloc.h): keep freed tensor memory in the heap instead of returning it
 # to the kernel after every forward, so repeated rollouts do not page-fault their buffers back in.
@@ -37,3 +38,12 @@ def configure_runtime(threads: int | None = None) -> None:
     os.environ.setdefault("GRADIO_TEMP_DIR", str(CACHE / "gradio"))
     tune_allocator()
     torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch.device; ValueError naming DEVICES for an unknown one or a missing GPU."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device cpu")
+    return torch.device(device)

@@ -27,6 +27,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     (["eval", "--env", "wall", "--checkpoint", "/nonexistent/model.json"], "checkpoint config /nonexistent/model.json not found"),
     (["eval", "--env", "wall", "--device", "tpu"], "unknown device 'tpu'; valid: cpu, cuda"),
     (["train", "--env", "maze"], "invalid choice: 'maze' (choose from 'pusht', 'wall')"),
+    (["train", "--env", "wall", "--device", "tpu"], "unknown device 'tpu'; valid: cpu, cuda"),
     (["data", "--env", "wall", "--plans", "mpc.json"], "--plans needs --checkpoint: the model that planned them"),
     (["data", "--env", "wall", "--plans", "/nonexistent/mpc.json", "--checkpoint", "assets/wall.json"],
      "/nonexistent/mpc.json is not a `quantwm eval --json` record"),

@@ -35,6 +35,7 @@ from quantwm.envs import ENV_SPECS
 from quantwm.envs.dataset import PLANS, has_plan_replays, load_meta, load_split
 from quantwm.models import Latents, WorldModel, WorldModelConfig, save_checkpoint
 from quantwm.planning.objective import planning_cost
+from quantwm.runtime import check_device
 from quantwm.training.presets import TrainPreset, get_preset
 
 PHASES = ("encoder", "predictor", "decoder")
@@ -52,6 +53,7 @@ class TrainConfig:
     eval_every: int = 500
     eval_windows: int = 256
     command: str = ""
+    device: str = "cpu"  # "cuda": same steps and seed, different float rounding (a CPU run reproduces it up to that)
 
 
 def _phase_steps(preset: TrainPreset, scale: float) -> dict[str, int]:
@@ -107,6 +109,7 @@ def _in_eval_mode(method: Callable[["Trainer"], dict[str, float]]) -> Callable[[
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
+        self.device = check_device(cfg.device)
         self.preset = get_preset(cfg.env)
         self.steps = _phase_steps(self.preset, cfg.steps_scale)
         self.train = load_split(cfg.data_dir, "train")
@@ -132,17 +135,19 @@ class Trainer:
         self.model = WorldModel(model_cfg)
         p = self.preset.encoder.patch_size
         self.pixel_head = nn.Linear(self.preset.encoder.embed_dim, p * p * 3)
+        self.model.to(self.device)
+        self.pixel_head.to(self.device)
         self.state: dict[str, Any] = {"phase": PHASES[0], "step": 0, "elapsed_s": 0.0, "log": [], "opt": None}
         self._latents: dict[str, torch.Tensor] = {}  # frozen-encoder latents per split, (N, P, E)
         self._mean_frame: torch.Tensor | None = None  # (1, 3, S, S), for the foreground weighting
         self._state_path = cfg.run_dir / "state.pt"
         if self._state_path.is_file():
-            saved = torch.load(self._state_path, weights_only=False)
+            saved = torch.load(self._state_path, weights_only=False, map_location=self.device)
             self.model.load_state_dict(saved["model"])
             self.pixel_head.load_state_dict(saved["pixel_head"])
             self.state = saved["state"]
             if "torch_rng" in saved:  # dropout draws from the global generator (absent in pre-0.1 states)
-                torch.set_rng_state(saved["torch_rng"])
+                torch.set_rng_state(saved["torch_rng"].cpu())
 
     # ---- bookkeeping --------------------------------------------------------------------
     def _save(self, opt: torch.optim.Optimizer | None) -> None:
@@ -197,7 +202,7 @@ class Trainer:
         idx = torch.randint(len(self.train.frames), (pre.batch_size,), generator=gen)
         x = self.model.preprocess(torch.from_numpy(self.train.frames[idx.numpy()]))
         p, n = pre.encoder.patch_size, pre.encoder.num_patches
-        mask = torch.rand(len(x), n, generator=gen) < pre.mask_ratio
+        mask = (torch.rand(len(x), n, generator=gen) < pre.mask_ratio).to(self.device)
         recon = self.pixel_head(enc(x, patch_mask=mask))  # (B, P, p*p*3)
         target = F.unfold(x, kernel_size=p, stride=p).transpose(1, 2)  # (B, P, 3*p*p)
         weight = 1 + pre.foreground_weight * (F.unfold(self._mean_frame_gap(x), kernel_size=p, stride=p).transpose(1, 2))
@@ -230,7 +235,7 @@ class Trainer:
         data = getattr(self, split)
         frames = windows.frame_index(starts)
         visual = self._latents[split][frames]
-        proprio = torch.from_numpy(data.proprio[frames.numpy()])
+        proprio = torch.from_numpy(data.proprio[frames.numpy()]).to(self.device)
         actions = self.model.normalize_actions(torch.from_numpy(data.actions[windows.action_index(starts).numpy()]))
         return Latents(visual, proprio), actions, frames
 
@@ -264,7 +269,7 @@ class Trainer:
         context = Latents(lat.visual[:, :1], proprio_emb[:, :1])
         goal = Latents(lat.visual[:, -1:], proprio_emb[:, -1:])
         true_cost = planning_cost(m, m.rollout(context, actions), goal, alpha=1.0)
-        random_cost = planning_cost(m, m.rollout(context, torch.randn(actions.shape, generator=gen)), goal, alpha=1.0)
+        random_cost = planning_cost(m, m.rollout(context, torch.randn(actions.shape, generator=gen).to(self.device)), goal, alpha=1.0)
         return {"cost_true": true_cost.mean().item(), "cost_random": random_cost.mean().item(),
                 "true_beats_random": (true_cost < random_cost).float().mean().item(),
                 "proprio_target_std": proprio_emb.std().item()}
