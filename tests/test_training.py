@@ -74,6 +74,7 @@ def test_plans_of_an_eval_record_replay_from_their_start_states_into_training(wa
     state it was planned from (the first executed planner step reproduces the episode's own states),
     and training adds those replays to the scripted episodes but keeps the scripted action statistics."""
     data = shutil.copytree(wall_data, tmp_path / "wall")
+    train(replace(_cfg(data, tmp_path), data_dir=data), echo=lambda s: None)  # a finished run on scripted data
     record = tmp_path / "mpc.json"
     assert main(["eval", "--env", "wall", "--planner", "mpc", "--episodes", "2", "--samples", "8", "--topk", "2",
                  "--opt-steps", "1", "--budget", "3", "--quiet", "--json", str(record)]) == 0
@@ -88,7 +89,9 @@ def test_plans_of_an_eval_record_replay_from_their_start_states_into_training(wa
         last = plans.episode(sum(len(x["planned_actions"]) for x in episodes[: e + 1]) - 1)
         assert np.allclose(plans.states[last][0], ep["states"][ep["plan_starts"][-1]])
 
-    path = train(replace(_cfg(data, tmp_path), data_dir=data), echo=lambda s: None)
+    with pytest.raises(ValueError, match="holds a run on 10 training episodes.*pass a new --run-dir"):
+        train(replace(_cfg(data, tmp_path), data_dir=data), echo=lambda s: None)  # resuming it would ignore the replays
+    path = train(replace(_cfg(data, tmp_path), data_dir=data, run_dir=tmp_path / "run2"), echo=lambda s: None)
     meta = json.loads(path.read_text())
     assert meta["training"]["data"]["train_episodes"] == 10 + plans.n_episodes
     assert meta["training"]["data"]["plan_replays"]["source"]["eval_files"] == [str(record)]

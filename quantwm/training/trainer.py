@@ -137,12 +137,17 @@ class Trainer:
         self.pixel_head = nn.Linear(self.preset.encoder.embed_dim, p * p * 3)
         self.model.to(self.device)
         self.pixel_head.to(self.device)
-        self.state: dict[str, Any] = {"phase": PHASES[0], "step": 0, "elapsed_s": 0.0, "log": [], "opt": None}
+        self.state: dict[str, Any] = {"phase": PHASES[0], "step": 0, "elapsed_s": 0.0, "log": [], "opt": None,
+                                      "train_episodes": self.train.n_episodes}
         self._latents: dict[str, torch.Tensor] = {}  # frozen-encoder latents per split, (N, P, E)
         self._mean_frame: torch.Tensor | None = None  # (1, 3, S, S), for the foreground weighting
         self._state_path = cfg.run_dir / "state.pt"
         if self._state_path.is_file():
             saved = torch.load(self._state_path, weights_only=False, map_location=self.device)
+            trained_on = saved["state"].get("train_episodes", self.train.n_episodes)  # not recorded before plan replays
+            if trained_on != self.train.n_episodes:
+                raise ValueError(f"{cfg.run_dir} holds a run on {trained_on} training episodes, {cfg.data_dir} now has "
+                                 f"{self.train.n_episodes}: pass a new --run-dir (or delete that one) to train on this data")
             self.model.load_state_dict(saved["model"])
             self.pixel_head.load_state_dict(saved["pixel_head"])
             self.state = saved["state"]
