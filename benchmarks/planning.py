@@ -129,7 +129,7 @@ def plan_seconds(model: WorldModel, env: str, preset: str, start: Latents, goal:
 
     def plan() -> None:
         gens = [torch.Generator().manual_seed(i) for i in range(n)]
-        cem(model, start, goal, spec.horizon, spec.alpha, gens, spec.optimizer)
+        cem(model, start, goal, spec.horizon, spec.objective, gens, spec.optimizer)
     return median_time(plan, repeats, device) / n
 
 

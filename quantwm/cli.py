@@ -10,7 +10,7 @@ from pathlib import Path
 
 from quantwm.envs import ENV_NAMES
 from quantwm.models.official import OfficialCheckpoint
-from quantwm.planning import PLANNERS
+from quantwm.planning import FRAME_WEIGHTS, PLANNERS
 from quantwm.planning.presets import DEFAULT_PRESET, PRESETS
 from quantwm.runtime import configure_runtime
 
@@ -69,7 +69,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     overrides = {"samples": args.samples, "topk": args.topk, "opt_steps": args.opt_steps, "horizon": args.horizon,
                  "budget": args.budget, "replan_every": args.replan_every, "warm_start": args.warm_start,
                  "noise_beta": args.noise_beta, "action_clip": args.action_clip, "keep_elites": args.keep_elites,
-                 "return_best": args.return_best}
+                 "return_best": args.return_best, "objective_frames": args.objective, "objective_base": args.objective_base}
     planners = [args.planner, "do_nothing"] + (["random"] if args.random_baseline else [])
     results = []
     for planner in planners:
@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CEM carries this many elites into the next step's population (iCEM; default: the preset's, DINO-WM: 0)")
     e.add_argument("--return-best", action=argparse.BooleanOptionalAction, default=None,
                    help="CEM returns the best sample evaluated instead of the final mean (iCEM; default: the preset's)")
+    e.add_argument("--objective", choices=list(FRAME_WEIGHTS), default=None,
+                   help="imagined frames the objective compares with the goal: last (DINO-WM's default) or all, "
+                        "frame t weighted base^t (DINO-WM's mode all)")
+    e.add_argument("--objective-base", type=float, default=None, help="base of --objective all's frame weights (DINO-WM: 2)")
     e.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
                    help="MPC replans start from the rest of the previous plan (default: the preset's choice)")
     e.add_argument("--checkpoint", help="a checkpoint's .json (default: the shipped model)")

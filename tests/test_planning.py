@@ -10,7 +10,7 @@ import torch
 from quantwm.envs import make_env
 from quantwm.envs.episodes import make_eval_episodes
 from quantwm.models import Latents, PredictorConfig, ViTConfig, WorldModel, WorldModelConfig
-from quantwm.planning import CEMConfig, PlannerSpec, planner_spec, planning_cost, run_episodes
+from quantwm.planning import CEMConfig, Objective, PlannerSpec, planner_spec, planning_cost, run_episodes
 from quantwm.planning import episodes as episodes_module
 from quantwm.planning.optimizers import cem, colored_noise
 
@@ -39,17 +39,40 @@ def test_objective_is_last_frame_visual_plus_alpha_proprio(wall_model: WorldMode
     torch.testing.assert_close(planning_cost(wall_model, z2, goal, alpha=0.5), cost)
 
 
+def test_objective_over_all_frames_weights_frame_t_by_base_to_the_t(wall_model: WorldModel) -> None:
+    """Mode "all": per-frame costs averaged with weights base^t / sum; a plan that reaches the goal
+    earlier and stays there rates better than one that arrives last, which "last" cannot tell apart."""
+    goal = Latents(torch.randn(1, 1, 16, 16), torch.randn(1, 1, 10))
+    z = torch.randn(2, 4, 16, wall_model.cfg.token_dim)
+    per_frame = torch.stack([planning_cost(wall_model, z[:, : t + 1], goal, alpha=0.5) for t in range(4)], 1)  # (2, 4)
+    weights = torch.tensor([1.0, 3.0, 9.0, 27.0]) / 40
+    torch.testing.assert_close(Objective(alpha=0.5, frames="all", base=3.0).cost(wall_model, z, goal), per_frame @ weights)
+    at_goal = torch.cat([goal.visual[0, 0], goal.proprio[0, 0].expand(16, 10)], -1)  # a frame exactly at the goal
+    early, late = z[:1].clone(), z[:1].clone()
+    early[0, 1:, :, :26] = at_goal
+    late[0, 3, :, :26] = at_goal
+    both = torch.cat([early, late])
+    last, every = Objective(), Objective(frames="all")
+    torch.testing.assert_close(last.cost(wall_model, both, goal), torch.zeros(2))
+    cost = every.cost(wall_model, both, goal)
+    assert cost[0] < cost[1]
+    with pytest.raises(ValueError, match="unknown objective frames 'first'; valid: last, all"):
+        Objective(frames="first")
+    with pytest.raises(ValueError, match="base must be > 0"):
+        Objective(frames="all", base=0.0)
+
+
 def test_cem_records_objective_per_step_and_returns_the_mean(wall_model: WorldModel) -> None:
     ctx = Latents(torch.randn(2, 1, 16, 16), torch.randn(2, 1, 10))
     goal = Latents(torch.randn(2, 1, 16, 16), torch.randn(2, 1, 10))
     gens = [torch.Generator().manual_seed(i) for i in range(2)]
-    plan = cem(wall_model, ctx, goal, horizon=4, alpha=1.0, gens=gens, cfg=CEMConfig(samples=32, topk=4, opt_steps=5))
+    plan = cem(wall_model, ctx, goal, horizon=4, objective=Objective(), gens=gens, cfg=CEMConfig(samples=32, topk=4, opt_steps=5))
     assert plan.actions.shape == (2, 4, 10) and plan.objective_trace.shape == (2, 5)
     torch.testing.assert_close(plan.objective_trace[:, -1], plan.final_objective)
     direct = planning_cost(wall_model, wall_model.rollout(ctx, plan.actions), goal, 1.0)
     torch.testing.assert_close(direct, plan.final_objective)
     # the plan of episode 0 does not depend on episode 1 being in the batch
-    alone = cem(wall_model, Latents(ctx.visual[:1], ctx.proprio[:1]), Latents(goal.visual[:1], goal.proprio[:1]), 4, 1.0,
+    alone = cem(wall_model, Latents(ctx.visual[:1], ctx.proprio[:1]), Latents(goal.visual[:1], goal.proprio[:1]), 4, Objective(),
                 [torch.Generator().manual_seed(0)], CEMConfig(samples=32, topk=4, opt_steps=5))
     torch.testing.assert_close(alone.actions[0], plan.actions[0])
 
@@ -271,8 +294,8 @@ def _spy_costs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[torch.Tensor, torc
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     real = optimizers._cost
 
-    def spy(m, c, g, a, alpha):
-        cost = real(m, c, g, a, alpha)
+    def spy(m, c, g, a, objective):
+        cost = real(m, c, g, a, objective)
         seen.append((a.clone(), cost.clone()))
         return cost
 

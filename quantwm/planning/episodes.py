@@ -29,7 +29,7 @@ import torch
 from quantwm.envs import make_env
 from quantwm.envs.episodes import EvalEpisode
 from quantwm.models import Latents, WorldModel
-from quantwm.planning.objective import planning_cost
+from quantwm.planning.objective import Objective
 from quantwm.planning.optimizers import OptimizerConfig, optimize
 
 
@@ -44,7 +44,7 @@ class PlannerSpec:
     sticky_success: bool = False
     shrink_horizon: bool = False  # plan min(horizon, remaining budget) steps: no overshoot at the end
     warm_start: bool = False  # start each replan from the unexecuted rest of the previous plan (zeros after it)
-    alpha: float = 1.0
+    objective: Objective = Objective()
 
     def __post_init__(self) -> None:
         for name in ("horizon", "replan_every", "max_steps"):
@@ -95,7 +95,7 @@ def encode_observations(model: WorldModel, obs: list[dict[str, np.ndarray]]) -> 
 
 
 def reference_objectives(model: WorldModel, context: Latents, goal: Latents, episodes: list[EvalEpisode],
-                         horizon: int, alpha: float) -> list[float]:
+                         horizon: int, objective: Objective) -> list[float]:
     """The model's objective of each episode's ``reference_actions`` planned from ``context`` towards
     ``goal`` (Latents with leading dim E = len(episodes)) -> E floats. A reference shorter than
     ``horizon`` planner steps is padded with zero env actions (waiting at the goal: exact for Wall,
@@ -112,7 +112,7 @@ def reference_objectives(model: WorldModel, context: Latents, goal: Latents, epi
         idx = torch.tensor(rows)
         with torch.inference_mode():
             ctx, tgt = Latents(context.visual[idx], context.proprio[idx]), Latents(goal.visual[idx], goal.proprio[idx])
-            cost = planning_cost(model, model.rollout(ctx, actions.to(ctx.visual.device)), tgt, alpha)
+            cost = objective.cost(model, model.rollout(ctx, actions.to(ctx.visual.device)), tgt)
         for i, c in zip(rows, cost.tolist()):
             out[i] = c
     return out
@@ -160,8 +160,8 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
             init = torch.cat([rest[idx], torch.zeros(len(active), max(0, horizon - rest.shape[1]), rest.shape[2])], 1)[:, :horizon]
         context = encode_observations(model, [obs[i] for i in active])
         if plan_index == 0:
-            reference = reference_objectives(model, context, goal, episodes, horizon, spec.alpha)
-        plan = optimize(model, context, Latents(goal.visual[idx], goal.proprio[idx]), horizon, spec.alpha, gens,
+            reference = reference_objectives(model, context, goal, episodes, horizon, spec.objective)
+        plan = optimize(model, context, Latents(goal.visual[idx], goal.proprio[idx]), horizon, spec.objective, gens,
                         spec.optimizer, init)
         env_actions = model.denormalize_actions(plan.actions).cpu().numpy().astype(np.float64)
         n_exec = min(spec.replan_every, horizon, spec.max_steps - steps_done)

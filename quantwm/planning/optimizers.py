@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from quantwm.models import Latents, WorldModel
-from quantwm.planning.objective import planning_cost
+from quantwm.planning.objective import Objective
 
 
 class Plan(NamedTuple):
@@ -125,12 +125,12 @@ def colored_noise(gens: list[torch.Generator], shape: tuple[int, ...], beta: flo
     return noise.float().contiguous().to(device)
 
 
-def _cost(model: WorldModel, context: Latents, goal: Latents, actions: torch.Tensor, alpha: float) -> torch.Tensor:
-    return planning_cost(model, model.rollout(context, actions), goal, alpha)
+def _cost(model: WorldModel, context: Latents, goal: Latents, actions: torch.Tensor, objective: Objective) -> torch.Tensor:
+    return objective.cost(model, model.rollout(context, actions), goal)
 
 
 @torch.inference_mode()
-def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
+def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, objective: Objective,
         gens: list[torch.Generator], cfg: CEMConfig, init: torch.Tensor | None = None) -> Plan:
     """context / goal: Latents with leading dim E; ``init`` (E, horizon, A) starts the mean (zeros
     by default); returns the mean plan after ``opt_steps``."""
@@ -150,7 +150,7 @@ def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha:
             actions = actions.clamp(-cfg.action_clip, cfg.action_clip)
         actions[:, 0] = mu
         actions[:, s - kept.shape[1]:] = kept
-        cost = _cost(model, ctx, tgt, actions.flatten(0, 1), alpha).view(e, s)
+        cost = _cost(model, ctx, tgt, actions.flatten(0, 1), objective).view(e, s)
         top = cost.topk(cfg.topk, dim=1, largest=False)
         elite = actions.gather(1, top.indices[..., None, None].expand(-1, -1, horizon, a_dim))
         improved = top.values[:, 0] < best_cost
@@ -158,14 +158,14 @@ def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha:
         if step:
             trace[:, step - 1] = (best_cost if cfg.return_best else cost[:, 0]).cpu()
         mu, sigma, kept = elite.mean(1), elite.std(1), elite[:, :cfg.keep_elites]
-    final = _cost(model, context, goal, mu, alpha)
+    final = _cost(model, context, goal, mu, objective)
     if cfg.return_best:
         final, mu = torch.minimum(final, best_cost), torch.where((final <= best_cost)[:, None, None], mu, best)
     trace[:, -1] = final.cpu()
     return Plan(mu, trace, final.cpu())
 
 
-def gd(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
+def gd(model: WorldModel, context: Latents, goal: Latents, horizon: int, objective: Objective,
        gens: list[torch.Generator], cfg: GDConfig, init: torch.Tensor | None = None) -> Plan:
     """SGD on the actions with small exploration noise after each step, from ``init`` (E, horizon, A)
     plus ``init_std`` noise (zeros by default)."""
@@ -177,7 +177,7 @@ def gd(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: 
     trace = torch.empty(len(gens), cfg.opt_steps)
     with torch.enable_grad():
         for step in range(cfg.opt_steps):
-            cost = _cost(model, context, goal, actions, alpha)
+            cost = _cost(model, context, goal, actions, objective)
             opt.zero_grad(set_to_none=True)
             cost.sum().backward()
             opt.step()
@@ -186,18 +186,18 @@ def gd(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: 
             if step:
                 trace[:, step - 1] = cost.detach().cpu()
     with torch.inference_mode():
-        final = _cost(model, context, goal, actions.detach(), alpha)
+        final = _cost(model, context, goal, actions.detach(), objective)
     trace[:, -1] = final.cpu()
     return Plan(actions.detach(), trace, final.cpu())
 
 
 def _baseline(make: Callable[[WorldModel, list[torch.Generator], tuple[int, int], torch.device], torch.Tensor]):
     @torch.inference_mode()
-    def plan(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
+    def plan(model: WorldModel, context: Latents, goal: Latents, horizon: int, objective: Objective,
              gens: list[torch.Generator], cfg: DoNothingConfig | RandomConfig, init: torch.Tensor | None = None) -> Plan:
         """Baselines ignore ``init``."""
         actions = make(model, gens, (horizon, model.cfg.planner_action_dim), context.visual.device)
-        return Plan(actions, torch.empty(len(gens), 0), _cost(model, context, goal, actions, alpha).cpu())
+        return Plan(actions, torch.empty(len(gens), 0), _cost(model, context, goal, actions, objective).cpu())
 
     return plan
 
@@ -215,7 +215,7 @@ OPTIMIZERS: dict[type, Callable[..., Plan]] = {
 }
 
 
-def optimize(model: WorldModel, context: Latents, goal: Latents, horizon: int, alpha: float,
+def optimize(model: WorldModel, context: Latents, goal: Latents, horizon: int, objective: Objective,
              gens: list[torch.Generator], cfg: OptimizerConfig, init: torch.Tensor | None = None) -> Plan:
     """Dispatch on the config's type (see ``OPTIMIZERS``); ``init`` (E, horizon, A) warm-starts CEM / GD."""
-    return OPTIMIZERS[type(cfg)](model, context, goal, horizon, alpha, gens, cfg, init)
+    return OPTIMIZERS[type(cfg)](model, context, goal, horizon, objective, gens, cfg, init)

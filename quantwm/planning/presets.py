@@ -8,7 +8,10 @@ same episodes.
 
 Presets: ``quick`` is the interactive default, sized for 2 CPU cores (on Wall its CEM keeps every
 sampled action within 2.5 data std, where the shipped model was trained: unbounded, CEM's means
-drift to env actions of 10-17, 6-10 std, and plans exploit what the model imagines there);
+drift to env actions of 10-17, 6-10 std, and plans exploit what the model imagines there; and its
+objective weights every imagined frame by 2^t, DINO-WM's mode "all": with the last frame alone, a
+plan that leaves the goal and comes back rates as well as one that stays, and MPC near the goal
+swung back and forth past the 4.5-px tolerance until its budget ran out);
 ``paper`` is DINO-WM's CEM
 (300 samples, top-30, 30 optimiser steps for PushT and 10 for Wall, horizon 5) and its MPC, which
 executes ``n_taken_actions = 5`` planner steps - the whole horizon-5 plan - before replanning; the
@@ -19,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from quantwm.planning.episodes import PlannerSpec
+from quantwm.planning.objective import Objective
 from quantwm.planning.optimizers import CEMConfig, DoNothingConfig, GDConfig, RandomConfig
 
 PLANNERS = ("cem", "mpc", "gd", "do_nothing", "random")
@@ -34,13 +38,14 @@ class PlannerPreset:
     mpc_budget: int  # planner steps (each frameskip env steps)
     mpc_replan_every: int
     mpc_warm_start: bool = False  # replans start from the rest of the previous plan (DINO-WM: from zeros)
+    objective: Objective = Objective()  # DINO-WM's default: the last imagined frame
 
 
 _GD = GDConfig(opt_steps=100, lr=1.0)
 PRESETS: dict[str, dict[str, PlannerPreset]] = {
     "quick": {
         "wall": PlannerPreset(CEMConfig(samples=100, topk=10, opt_steps=5, action_clip=2.5), _GD, horizon=8, mpc_budget=20,
-                              mpc_replan_every=1, mpc_warm_start=True),
+                              mpc_replan_every=1, mpc_warm_start=True, objective=Objective(frames="all", base=2.0)),
         "pusht": PlannerPreset(CEMConfig(samples=100, topk=10, opt_steps=5), _GD, horizon=5, mpc_budget=10, mpc_replan_every=1,
                                mpc_warm_start=True),
     },
@@ -56,7 +61,8 @@ def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, sample
                  topk: int | None = None, opt_steps: int | None = None, horizon: int | None = None,
                  budget: int | None = None, replan_every: int | None = None, warm_start: bool | None = None,
                  noise_beta: float | None = None, action_clip: float | None = None, keep_elites: int | None = None,
-                 return_best: bool | None = None) -> PlannerSpec:
+                 return_best: bool | None = None, objective_frames: str | None = None,
+                 objective_base: float | None = None) -> PlannerSpec:
     """The ``PlannerSpec`` of ``planner`` on ``env`` under ``preset``; given values override it."""
     if preset not in PRESETS:
         raise ValueError(f"unknown planner preset {preset!r}; valid: {', '.join(PRESETS)}")
@@ -77,14 +83,17 @@ def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, sample
         raise ValueError(f"topk ({cem.topk}) must not exceed samples ({cem.samples})")
     gd = replace(p.gd, **({"opt_steps": opt_steps} if opt_steps is not None else {}))
     h = horizon or p.horizon
+    objective = replace(p.objective, **{k: v for k, v in (("frames", objective_frames), ("base", objective_base)) if v is not None})
     mpc_budget = budget or p.mpc_budget
     specs = {
-        "cem": PlannerSpec(cem, horizon=h, replan_every=h, max_steps=h),
-        "gd": PlannerSpec(gd, horizon=h, replan_every=h, max_steps=h),
+        "cem": PlannerSpec(cem, horizon=h, replan_every=h, max_steps=h, objective=objective),
+        "gd": PlannerSpec(gd, horizon=h, replan_every=h, max_steps=h, objective=objective),
         "mpc": PlannerSpec(cem, horizon=h, replan_every=replan_every or p.mpc_replan_every, max_steps=mpc_budget,
                            sticky_success=True, shrink_horizon=True,
-                           warm_start=p.mpc_warm_start if warm_start is None else warm_start),
-        "do_nothing": PlannerSpec(DoNothingConfig(), horizon=mpc_budget, replan_every=mpc_budget, max_steps=mpc_budget),
-        "random": PlannerSpec(RandomConfig(), horizon=mpc_budget, replan_every=mpc_budget, max_steps=mpc_budget),
+                           warm_start=p.mpc_warm_start if warm_start is None else warm_start, objective=objective),
+        "do_nothing": PlannerSpec(DoNothingConfig(), horizon=mpc_budget, replan_every=mpc_budget, max_steps=mpc_budget,
+                                  objective=objective),
+        "random": PlannerSpec(RandomConfig(), horizon=mpc_budget, replan_every=mpc_budget, max_steps=mpc_budget,
+                              objective=objective),
     }
     return specs[planner]
