@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from quantwm.envs import make_env  # noqa: E402
-from quantwm.envs.dataset import dataset_dir, load_split  # noqa: E402
+from quantwm.envs.dataset import dataset_dir, load_split, replay_episode  # noqa: E402
 from quantwm.experiment import load_model  # noqa: E402
 from quantwm.models import Latents  # noqa: E402
 from quantwm.planning.episodes import encode_observations  # noqa: E402
@@ -155,10 +155,8 @@ def wall_replans(model, eval_json: Path, seed: int, every: int = 3) -> None:
             with torch.inference_mode():
                 lat = model.split(model.rollout(encode_states(model, env, [state]), plan))
             end = nearest_states(grid, grid_lat, Latents(lat.visual[:, -1:], lat.proprio[:, -1:]))[0, 0]
-            env.reset(options={"state": state})
-            for a in model.denormalize_actions(plan)[0].reshape(-1, model.cfg.action_dim).numpy():
-                env.step(a)
-            real = env.state
+            env_actions = model.denormalize_actions(plan)[0].reshape(-1, model.cfg.action_dim).numpy()
+            real = replay_episode(env, state, env_actions)["states"][-1]
             crossed_in_mind = np.sign(end[0] - 32) == np.sign(ep.goal_state[0] - 32) != np.sign(real[0] - 32)
             fooled, total = fooled + crossed_in_mind, total + 1
             cells.append(f"k{k} ({state[0]:.0f},{state[1]:.0f}): ({end[0]:.0f},{end[1]:.0f}) -> ({real[0]:.0f},{real[1]:.0f}) "

@@ -20,6 +20,7 @@ from quantwm.planning.presets import DEFAULT_PRESET
 from quantwm.quant import Calibration, capture_calibration
 from quantwm.runtime import check_device
 
+
 def check_env(env: str) -> str:
     if env not in ENV_NAMES:
         raise ValueError(f"unknown env {env!r}; valid: {', '.join(ENV_NAMES)}")

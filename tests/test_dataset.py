@@ -16,7 +16,7 @@ from quantwm.envs.dataset import (
     dataset_dir,
     default_dataset_config,
     generate_dataset,
-    has_plan_replays,
+    load_plan_meta,
     load_split,
     record_episode,
     replay_episode,
@@ -97,7 +97,7 @@ def test_plan_replays_are_an_extra_split_of_any_episode_lengths(tmp_path: Path) 
         load_split(data, "plans")
     starts = [rec["states"][0], rec["states"][5]]
     write_plan_replays(data, starts, [rec["actions"][:3], rec["actions"][5:12]], {"what": "test"})
-    assert has_plan_replays(data) and json.loads((data / "plans.json").read_text())["source"] == {"what": "test"}
+    assert load_plan_meta(data)["source"] == {"what": "test"}
     plans = load_split(data, "plans")
     assert plans.episode_offsets.tolist() == [0, 4, 12]
     assert np.array_equal(plans.frames[plans.episode(1)], rec["frames"][5:13])

@@ -230,7 +230,7 @@ def load_split(data_dir: Path, split: str, frames: bool = True) -> EpisodeData:
         raise ValueError(f"unknown split {split!r}; valid: {[*SPLITS, PLANS]}")
     data_dir = Path(data_dir)
     env = data_dir.name if data_dir.name in ENV_NAMES else "ENV"
-    path, marker = data_dir / f"{split}.npz", data_dir / ("plans.json" if split == PLANS else "meta.json")
+    path, marker = data_dir / f"{split}.npz", (_plan_meta_path(data_dir) if split == PLANS else data_dir / "meta.json")
     if not path.is_file() or not marker.is_file():
         how = "`quantwm data --env ENV --plans EVAL_JSON...`" if split == PLANS else f"`quantwm data --env {env}`"
         raise FileNotFoundError(f"no complete {split} split at {data_dir} (missing {path.name} or {marker.name}): generate it with {how}")
@@ -244,9 +244,14 @@ def load_split(data_dir: Path, split: str, frames: bool = True) -> EpisodeData:
         )
 
 
-def has_plan_replays(data_dir: Path) -> bool:
-    """Whether ``data_dir`` holds a complete plan-replay split."""
-    return (Path(data_dir) / "plans.json").is_file()
+def _plan_meta_path(data_dir: Path) -> Path:
+    return Path(data_dir) / f"{PLANS}.json"
+
+
+def load_plan_meta(data_dir: Path) -> dict[str, Any] | None:
+    """The plans.json of ``data_dir``'s plan-replay split (source, counts), or None when it holds no complete one."""
+    path = _plan_meta_path(data_dir)
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def write_plan_replays(data_dir: Path, starts: list[np.ndarray], actions: list[np.ndarray], source: dict[str, Any]) -> Path:
@@ -257,7 +262,7 @@ def write_plan_replays(data_dir: Path, starts: list[np.ndarray], actions: list[n
     cfg = load_meta(data_dir)["config"]
     if len(starts) != len(actions) or not starts:
         raise ValueError(f"need one start state per action sequence, got {len(starts)} states and {len(actions)} sequences")
-    marker = data_dir / "plans.json"
+    marker = _plan_meta_path(data_dir)
     marker.unlink(missing_ok=True)
     env = make_env(cfg["env"], cfg["render_size"])
     start = time.perf_counter()

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quantwm.envs import ENV_SPECS
-from quantwm.envs.dataset import PLANS, has_plan_replays, load_meta, load_split
+from quantwm.envs.dataset import PLANS, load_meta, load_plan_meta, load_split
 from quantwm.models import Latents, WorldModel, WorldModelConfig, save_checkpoint
 from quantwm.planning.objective import planning_cost
 from quantwm.runtime import check_device
@@ -121,7 +121,7 @@ class Trainer:
                 f"{self.preset.image_size}: regenerate with `quantwm data --env {cfg.env}`"
             )
         actions, proprio = self.train.actions, self.train.proprio  # normalisation stats: the scripted policy's data only
-        self.plans = json.loads((cfg.data_dir / "plans.json").read_text()) if has_plan_replays(cfg.data_dir) else None
+        self.plans = load_plan_meta(cfg.data_dir)
         if self.plans is not None:
             self.train = self.train.concat(load_split(cfg.data_dir, PLANS))
         model_cfg = WorldModelConfig(
