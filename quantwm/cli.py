@@ -84,10 +84,14 @@ def _cmd_eval(args: argparse.Namespace) -> None:
               f"{s['mean_state_distance']:.2f}, {s['seconds_per_episode']:.2f} s/episode, total {s['wall_time_s']:.1f}s",
               flush=True)
         if "episodes_with_reference" in s and planner not in ("do_nothing", "random"):
-            print(f"  search or model? the model rated its first plan below the episode's reference actions in "
-                  f"{s['first_plan_rated_below_reference']:.0%} of episodes; failures where it rated a plan below them "
-                  f"(model): {s['failures_model_prefers_own_plan']}, where no plan was (search): "
-                  f"{s['failures_search_missed_reference']}", flush=True)
+            optimism = {k: "-" if s[f"median_optimism_{k}"] is None else f"{s[f'median_optimism_{k}']:.3f}"
+                        for k in ("failed", "succeeded")}
+            print(f"  why failures? the model rated its first plan below the episode's reference actions in "
+                  f"{s['first_plan_rated_below_reference']:.0%} of episodes; failures whose first plan really scores "
+                  f"no worse than the reference (objective): {s['failures_objective_prefers_own_plan']}, else where the "
+                  f"model rated a plan below it (model): {s['failures_model_prefers_own_plan']}, else (search): "
+                  f"{s['failures_search_missed_reference']}; median optimism of chosen plans (true - imagined "
+                  f"objective): failed {optimism['failed']}, succeeded {optimism['succeeded']}", flush=True)
         results.append(res)
     if args.json:
         out = {"command": "quantwm " + shlex.join(sys.argv[1:]),

@@ -69,24 +69,36 @@ class EvalResult:
         }
 
     def reference_summary(self) -> dict[str, Any]:
-        """Over episodes with reference actions (a path known to reach the goal from the start): how
-        often the model rated its first plan below the reference, and how many failures had *some*
-        plan rated below it (model failures: the model believed a plan as good as a real solution,
-        and reality disagreed) or none (search failures: the search never found a plan the model
-        rates as well as the reference). Every plan counts, not only the first: MPC's first plan
-        can be rated above the reference while a later replan, from a dot pressed against a wall,
-        is imagined through it. Empty when no episode has a reference."""
+        """Why episodes failed, over those with reference actions (a path known to reach the goal
+        from the start), each failure counted once: *objective* when the first plan's frames, really
+        produced, score no worse than the reference's (even a perfect model would have chosen it);
+        else *model* when *some* plan was rated below the reference (the model believed a plan as
+        good as a real solution, and reality disagreed: MPC's first plan can be rated above the
+        reference while a later replan, from a dot pressed against a wall, is imagined through
+        it); else *search* (no plan the model rates as well as the reference was found). Also how
+        often the first plan was rated below the reference, and the median *optimism* of chosen
+        plans (true minus imagined objective) in failed and in successful episodes. Empty when no
+        episode has a reference."""
         ref = [r for r in self.records if not math.isnan(r.reference_objective) and r.plan_objectives]
         if not ref:
             return {}
-        first_below = [r.plan_objectives[0] < r.reference_objective for r in ref]
-        any_below = [min(r.plan_objectives) < r.reference_objective for r in ref]
+        failed = [r for r in ref if not r.success]
+        objective = [r.plan_true_objectives[0] <= r.reference_true_objective for r in failed]
+        model = [not o and min(r.plan_objectives) < r.reference_objective for o, r in zip(objective, failed)]
+
+        def optimism(records: list[EpisodeRecord]) -> float | None:
+            gaps = [t - m for r in records for t, m in zip(r.plan_true_objectives, r.plan_objectives)]
+            return statistics.median(gaps) if gaps else None
+
         return {
             "episodes_with_reference": len(ref),
-            "first_plan_rated_below_reference": sum(first_below) / len(ref),
-            "failures_model_prefers_own_plan": sum(b and not r.success for b, r in zip(any_below, ref)),
-            "failures_search_missed_reference": sum(not b and not r.success for b, r in zip(any_below, ref)),
+            "first_plan_rated_below_reference": sum(r.plan_objectives[0] < r.reference_objective for r in ref) / len(ref),
+            "failures_objective_prefers_own_plan": sum(objective),
+            "failures_model_prefers_own_plan": sum(model),
+            "failures_search_missed_reference": len(failed) - sum(objective) - sum(model),
             "median_reference_objective": statistics.median(r.reference_objective for r in ref),
+            "median_optimism_failed": optimism(failed),
+            "median_optimism_succeeded": optimism([r for r in ref if r.success]),
         }
 
 

@@ -10,7 +10,7 @@ import torch
 from quantwm.envs import make_env
 from quantwm.envs.episodes import make_eval_episodes
 from quantwm.models import Latents, PredictorConfig, ViTConfig, WorldModel, WorldModelConfig
-from quantwm.planning import CEMConfig, Objective, PlannerSpec, planner_spec, planning_cost, run_episodes
+from quantwm.planning import CEMConfig, Objective, PlannerSpec, latent_cost, planner_spec, planning_cost, run_episodes
 from quantwm.planning import episodes as episodes_module
 from quantwm.planning.optimizers import cem, colored_noise
 
@@ -251,25 +251,41 @@ def test_reference_objective_tells_model_from_search_failures(wall_model: WorldM
         actions = wall_model.normalize_actions(torch.tensor(env_actions, dtype=torch.float32).view(1, 2, 5, 2))
         expected = planning_cost(wall_model, wall_model.rollout(encode(obs), actions), encode(goal_obs), 1.0)
         assert records[i].reference_objective == pytest.approx(float(expected), rel=1e-5)
+        # what the reference and the first plan really score: replayed in the env, every 5th frame encoded
+        goal = encode(goal_obs)
+        for actions, rated in ((env_actions, records[i].reference_true_objective),
+                               (wall_model.denormalize_actions(torch.from_numpy(records[i].planned_actions[0])).reshape(-1, 2).numpy(),
+                                records[i].plan_true_objectives[0])):
+            obs, _ = env.reset(options={"state": episodes[i].start_state})
+            seen = [obs]
+            for k, a in enumerate(actions):
+                obs = env.step(a)[0]
+                if (k + 1) % 5 == 0:
+                    seen.append(obs)
+            real = wall_model.encode_obs(torch.from_numpy(np.stack([o["visual"] for o in seen]))[None],
+                                         torch.from_numpy(np.stack([o["proprio"] for o in seen]))[None])
+            assert rated == pytest.approx(float(latent_cost(real, goal, 1.0)), rel=1e-5)
     assert np.isnan(records[1].reference_objective) and np.isnan(records[2].reference_objective)
-    assert records[1].to_json()["reference_objective"] is None
+    assert np.isnan(records[1].reference_true_objective) and len(records[1].plan_true_objectives) == 2
+    assert records[1].to_json()["reference_objective"] is None and records[1].to_json()["reference_true_objective"] is None
     summary = EvalResult("wall", "cem", spec, records, 1.0).summary()
     assert summary["episodes_with_reference"] == 2
     assert all(len(r.plan_objectives) == 2 for r in records)  # two replans: the failure split counts both
     first = [r.plan_objectives[0] < r.reference_objective for r in (records[0], records[3])]
-    below = [min(r.plan_objectives) < r.reference_objective for r in (records[0], records[3])]
-    fails = [not r.success for r in (records[0], records[3])]
     assert summary["first_plan_rated_below_reference"] == sum(first) / 2
-    assert summary["failures_model_prefers_own_plan"] == sum(b and f for b, f in zip(below, fails))
-    assert summary["failures_search_missed_reference"] == sum(not b and f for b, f in zip(below, fails))
     assert "episodes_with_reference" not in EvalResult("wall", "cem", spec, records[1:2], 1.0).summary()
-    # a failed MPC episode whose first plan was rated above the reference but a later one below it:
-    # the model believed a plan as good as a real path (a model failure), whatever the first plan was
-    late = replace(records[0], success=False, reference_objective=0.1, plan_objectives=[0.5, 0.01])
-    never = replace(records[0], success=False, reference_objective=0.1, plan_objectives=[0.5, 0.2])
-    split = EvalResult("wall", "mpc", spec, [late, never], 1.0).summary()
-    assert split["first_plan_rated_below_reference"] == 0.0
-    assert (split["failures_model_prefers_own_plan"], split["failures_search_missed_reference"]) == (1, 1)
+    # each failure counted once: objective (the first plan really scores no worse than the reference),
+    # else model (some plan - a later one too - rated below the reference), else search
+    base = replace(records[0], success=False, reference_objective=0.1, reference_true_objective=0.1)
+    objective = replace(base, plan_objectives=[0.05, 0.2], plan_true_objectives=[0.08, 0.3])
+    late = replace(base, plan_objectives=[0.5, 0.01], plan_true_objectives=[0.6, 0.5])
+    never = replace(base, plan_objectives=[0.5, 0.2], plan_true_objectives=[0.6, 0.3])
+    won = replace(base, success=True, plan_objectives=[0.2], plan_true_objectives=[0.1])
+    split = EvalResult("wall", "mpc", spec, [objective, late, never, won], 1.0).summary()
+    assert split["first_plan_rated_below_reference"] == 0.25
+    assert (split["failures_objective_prefers_own_plan"], split["failures_model_prefers_own_plan"],
+            split["failures_search_missed_reference"]) == (1, 1, 1)
+    assert split["median_optimism_failed"] == pytest.approx(0.1) and split["median_optimism_succeeded"] == pytest.approx(-0.1)
 
 
 def test_cem_action_clip_bounds_every_sample(wall_model: WorldModel, monkeypatch: pytest.MonkeyPatch) -> None:

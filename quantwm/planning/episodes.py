@@ -15,6 +15,14 @@ defines its goal; Wall: a path through the door), its record holds the model's o
 (``reference_objective``). A failed episode whose first plan the model rated *below* the reference
 is a model failure (it prefers a plan that fails over one that reaches the goal); one rated above
 is a search failure (the optimiser did not find what the model would have preferred).
+
+What the plans really score: after each plan is chosen (never while optimising, and never fed
+back), it is replayed in a separate copy of the env from the state it was planned at, and the
+frames it really produces are encoded and rated by the same objective (``plan_true_objectives``;
+the reference's likewise, ``reference_true_objective``). The gap between a plan's true and
+imagined objective is how far the model was wrong about the plan it chose - the error the search
+exploited; a failure whose first plan really scores no worse than the reference is the
+objective's fault, not the model's (a perfect model would have chosen the same plan).
 """
 from __future__ import annotations
 
@@ -26,7 +34,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from quantwm.envs import make_env
+from quantwm.envs import QuantWMEnv, make_env
+from quantwm.envs.dataset import replay_episode
 from quantwm.envs.episodes import EvalEpisode
 from quantwm.models import Latents, WorldModel
 from quantwm.planning.objective import Objective
@@ -69,6 +78,8 @@ class EpisodeRecord:
     states: np.ndarray  # (n + 1, state_dim)
     wall_time_s: float
     reference_objective: float = math.nan  # model objective of the episode's reference actions (NaN: none)
+    plan_true_objectives: list[float] = field(default_factory=list)  # per plan: objective of the frames it really produces
+    reference_true_objective: float = math.nan  # objective of the frames the reference actions really produce
     frames: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -79,6 +90,8 @@ class EpisodeRecord:
             "plan_starts": self.plan_starts,
             "env_actions": self.env_actions.tolist(), "states": self.states.tolist(), "wall_time_s": self.wall_time_s,
             "reference_objective": None if math.isnan(self.reference_objective) else self.reference_objective,
+            "plan_true_objectives": self.plan_true_objectives,
+            "reference_true_objective": None if math.isnan(self.reference_true_objective) else self.reference_true_objective,
         }
 
 
@@ -94,28 +107,53 @@ def encode_observations(model: WorldModel, obs: list[dict[str, np.ndarray]]) -> 
         return model.encode_obs(frames, proprio.to(model.action_mean.device))
 
 
+def true_objectives(model: WorldModel, env: QuantWMEnv, starts: list[np.ndarray], env_actions: np.ndarray, goal: Latents,
+                    objective: Objective) -> list[float]:
+    """Replay each plan's env actions (N, H, frameskip, action_dim) in ``env`` from its start state
+    (N states) and rate the frames it really shows after every planner step, encoded, with
+    ``objective`` against ``goal`` (Latents with leading dim N) -> N floats."""
+    steps = model.cfg.frameskip
+    frames, proprio = [], []
+    for start, actions in zip(starts, env_actions):
+        rec = replay_episode(env, start, actions.reshape(-1, actions.shape[-1]))
+        frames.append(rec["frames"][::steps])
+        proprio.append(rec["proprio"][::steps])
+    with torch.inference_mode():
+        lat = model.encode_obs(torch.from_numpy(np.stack(frames)), torch.from_numpy(np.stack(proprio)).to(model.action_mean.device))
+        return objective.latent_cost(lat, goal).tolist()
+
+
+def _padded_references(episodes: list[EvalEpisode], steps: int) -> tuple[list[int], np.ndarray]:
+    """Rows of the episodes whose reference fits in ``steps`` env steps, and those references padded
+    with zero env actions to ``steps`` (waiting at the goal: exact for Wall, where a zero action
+    does not move the dot) -> (rows, (len(rows), steps, action_dim))."""
+    rows = [i for i, ep in enumerate(episodes) if ep.reference_actions is not None and len(ep.reference_actions) <= steps]
+    padded = [np.pad(episodes[i].reference_actions, ((0, steps - len(episodes[i].reference_actions)), (0, 0))) for i in rows]
+    return rows, np.stack(padded) if rows else np.zeros((0, steps, 0))
+
+
 def reference_objectives(model: WorldModel, context: Latents, goal: Latents, episodes: list[EvalEpisode],
                          horizon: int, objective: Objective) -> list[float]:
     """The model's objective of each episode's ``reference_actions`` planned from ``context`` towards
-    ``goal`` (Latents with leading dim E = len(episodes)) -> E floats. A reference shorter than
-    ``horizon`` planner steps is padded with zero env actions (waiting at the goal: exact for Wall,
-    where a zero action does not move the dot); NaN for an episode without reference actions or
-    with a longer one."""
-    steps = horizon * model.cfg.frameskip
-    rows = [i for i, ep in enumerate(episodes)
-            if ep.reference_actions is not None and len(ep.reference_actions) <= steps]
+    ``goal`` (Latents with leading dim E = len(episodes)) -> E floats; a reference shorter than
+    ``horizon`` planner steps is padded (``_padded_references``), NaN for an episode without
+    reference actions or with a longer one."""
+    rows, padded = _padded_references(episodes, horizon * model.cfg.frameskip)
     out = [math.nan] * len(episodes)
     if rows:
-        padded = [np.pad(episodes[i].reference_actions, ((0, steps - len(episodes[i].reference_actions)), (0, 0))) for i in rows]
-        env_actions = torch.tensor(np.stack(padded), dtype=torch.float32)
+        env_actions = torch.tensor(padded, dtype=torch.float32)
         actions = model.normalize_actions(env_actions.view(len(rows), horizon, model.cfg.frameskip, model.cfg.action_dim))
-        idx = torch.tensor(rows)
         with torch.inference_mode():
-            ctx, tgt = Latents(context.visual[idx], context.proprio[idx]), Latents(goal.visual[idx], goal.proprio[idx])
+            ctx, tgt = _rows(context, rows), _rows(goal, rows)
             cost = objective.cost(model, model.rollout(ctx, actions.to(ctx.visual.device)), tgt)
         for i, c in zip(rows, cost.tolist()):
             out[i] = c
     return out
+
+
+def _rows(lat: Latents, rows: list[int]) -> Latents:
+    idx = torch.tensor(rows, device=lat.visual.device)
+    return Latents(lat.visual[idx], lat.proprio[idx])
 
 
 def run_episodes(model: WorldModel, env_name: str, episodes: list[EvalEpisode], spec: PlannerSpec,
@@ -139,8 +177,8 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
     size = model.cfg.image_size
     envs = [make_env(env_name, render_size=size) for _ in episodes]
     obs = [env.reset(options={"state": ep.start_state})[0] for env, ep in zip(envs, episodes)]
-    goal_env = make_env(env_name, render_size=size)
-    goal = encode_observations(model, [goal_env.reset(options={"state": ep.goal_state})[0] for ep in episodes])
+    probe_env = make_env(env_name, render_size=size)  # shows the goals, and replays plans for their true objective
+    goal = encode_observations(model, [probe_env.reset(options={"state": ep.goal_state})[0] for ep in episodes])
     states = [[env.state] for env in envs]
     actions: list[list[np.ndarray]] = [[] for _ in episodes]
     frames = [[o["visual"]] for o in obs]
@@ -151,6 +189,8 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
     active = list(range(len(episodes)))
     rest = torch.zeros(len(episodes), 0, model.cfg.planner_action_dim)  # unexecuted planned actions, for warm starts
     reference = [math.nan] * len(episodes)
+    reference_true = [math.nan] * len(episodes)
+    shape = (model.cfg.frameskip, model.cfg.action_dim)
     while active and steps_done < spec.max_steps:
         horizon = min(spec.horizon, spec.max_steps - steps_done) if spec.shrink_horizon else spec.horizon
         gens = [_plan_generator(episodes[i].seed, plan_index) for i in active]
@@ -161,16 +201,24 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
         context = encode_observations(model, [obs[i] for i in active])
         if plan_index == 0:
             reference = reference_objectives(model, context, goal, episodes, horizon, spec.objective)
-        plan = optimize(model, context, Latents(goal.visual[idx], goal.proprio[idx]), horizon, spec.objective, gens,
+            rows, padded = _padded_references(episodes, horizon * model.cfg.frameskip)
+            if rows:
+                rated = true_objectives(model, probe_env, [episodes[i].start_state for i in rows],
+                                        padded.reshape(len(rows), horizon, *shape), _rows(goal, rows), spec.objective)
+                for i, c in zip(rows, rated):
+                    reference_true[i] = c
+        plan = optimize(model, context, _rows(goal, active), horizon, spec.objective, gens,
                         spec.optimizer, init)
         env_actions = model.denormalize_actions(plan.actions).cpu().numpy().astype(np.float64)
+        plan_true = true_objectives(model, probe_env, [envs[i].state for i in active], env_actions, _rows(goal, active),
+                                    spec.objective)
         n_exec = min(spec.replan_every, horizon, spec.max_steps - steps_done)
         if spec.warm_start:
             rest = torch.zeros(len(episodes), horizon - n_exec, rest.shape[2])
             rest[idx] = plan.actions[:, n_exec:].cpu()
         for row, i in enumerate(active):
             plans[i].append((plan.objective_trace[row].tolist(), float(plan.final_objective[row]), plan.actions[row].cpu().numpy(),
-                             len(states[i]) - 1))
+                             len(states[i]) - 1, plan_true[row]))
             for k in range(n_exec):
                 for a in env_actions[row, k]:
                     obs[i] = envs[i].step(a)[0]
@@ -198,6 +246,7 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
             planned_actions=[p[2] for p in plans[i]], plan_starts=[p[3] for p in plans[i]],
             env_actions=np.asarray(actions[i]).reshape(-1, model.cfg.action_dim), states=np.asarray(states[i]),
             wall_time_s=round(done_at[i] - t_start, 3), reference_objective=reference[i],
+            plan_true_objectives=[p[4] for p in plans[i]], reference_true_objective=reference_true[i],
             frames=np.stack(frames[i]) if record_frames else None,
         ))
     return records

@@ -33,9 +33,14 @@ def planning_cost(model: WorldModel, rollout_tokens: torch.Tensor, goal: Latents
     "all" weights frame t by base^t / sum (as DINO-WM, context frames included: the same for every
     plan of a batch). Returns (B,).
     """
-    lat = model.split(rollout_tokens)
+    return latent_cost(model.split(rollout_tokens), goal, alpha, frames, base)
+
+
+def latent_cost(lat: Latents, goal: Latents, alpha: float, frames: str = "last", base: float = 2.0) -> torch.Tensor:
+    """``planning_cost`` of latents (visual (B, T, P, E), proprio (B, T, Ep)), imagined or encoded
+    from real frames, against the goal -> (B,)."""
     per_frame = (lat.visual - goal.visual).pow(2).mean(dim=(2, 3)) + alpha * (lat.proprio - goal.proprio).pow(2).mean(dim=2)
-    return per_frame @ FRAME_WEIGHTS[frames](rollout_tokens.shape[1], base).to(per_frame)
+    return per_frame @ FRAME_WEIGHTS[frames](lat.visual.shape[1], base).to(per_frame)
 
 
 @dataclass(frozen=True)
@@ -55,3 +60,7 @@ class Objective:
     def cost(self, model: WorldModel, rollout_tokens: torch.Tensor, goal: Latents) -> torch.Tensor:
         """(B, T, P, D) imagined tokens -> (B,) costs."""
         return planning_cost(model, rollout_tokens, goal, self.alpha, self.frames, self.base)
+
+    def latent_cost(self, lat: Latents, goal: Latents) -> torch.Tensor:
+        """Latents of (B, T) frames -> (B,) costs."""
+        return latent_cost(lat, goal, self.alpha, self.frames, self.base)
