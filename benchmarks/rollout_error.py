@@ -14,7 +14,11 @@ around a drift, as CEM's samples), from 60 random left-room states per door (doo
 dot below it, door at 15 with the dot above), and the share the model imagines past the wall after
 each planner step among the pushes the real env kept in the left room (imagined position read as
 the nearest of a 1-px grid of encoded real states). Pushes held for several steps, slow or
-jittering, are what CEM's best samples exploit when the model lets them through.
+jittering, are what CEM's best samples exploit when the model lets them through. And door paths:
+straight-segment paths through the door to a right-room goal (``door_path_actions``) done in 3, 5
+or 7 planner steps, from 24 left-room states per door (door at 20 and at 40) either free or
+pressed against the middle wall, and the share whose imagined end lies within 4.5 px of the real
+end (the planner must be able to imagine the way that works, fast ones included).
 
 With ``--replans EVAL_JSON`` (Wall) it instead reads the failed episodes of a ``quantwm eval --json``
 record: at every 3rd replan, where the model imagined the plan ends and where it really ends.
@@ -166,6 +170,37 @@ def wall_replans(model, eval_json: Path, seed: int, every: int = 3) -> None:
     print(f"* plans imagined in the goal's room that really end in the other room: {fooled} of {total} replans read")
 
 
+def wall_door_paths(model, speeds: tuple[int, ...] = (3, 5, 7), n: int = 24, horizon: int = 8) -> dict[tuple[float, str, int], float]:
+    """Per (door, start kind, planner steps R): the share of door paths done in R planner steps
+    (zero actions after, up to ``horizon``) whose imagined end lies within 4.5 px of the real end."""
+    from quantwm.envs.wall import WALL_X0, door_path_actions
+
+    env = make_env("wall", render_size=model.cfg.image_size)
+    rng = np.random.default_rng(1)
+    skip = model.cfg.frameskip
+    out = {}
+    for door in (20.0, 40.0):
+        grid, grid_lat = wall_grid(model, env, door)
+        for kind in ("free", "pressed"):
+            for steps in speeds:
+                starts, goals = [], []
+                while len(starts) < n:
+                    y = rng.uniform(5.0, 59.0)
+                    if abs(y - door) >= 6.0:  # not in front of the door
+                        x = WALL_X0 - 0.01 if kind == "pressed" else rng.uniform(8.0, 25.0)
+                        starts.append(np.array([x, y, door]))
+                        goals.append(np.array([rng.uniform(40.0, 56.0), rng.uniform(8.0, 56.0), door]))
+                env_actions = np.stack([np.pad(door_path_actions(s, g, steps * skip), ((0, (horizon - steps) * skip), (0, 0)))
+                                        for s, g in zip(starts, goals)])
+                real = np.array([replay_episode(env, s, a)["states"][-1] for s, a in zip(starts, env_actions)])
+                actions = model.normalize_actions(torch.from_numpy(env_actions).float().view(n, horizon, skip, 2))
+                with torch.inference_mode():
+                    lat = model.split(model.rollout(encode_states(model, env, starts), actions))
+                end = nearest_states(grid, grid_lat, Latents(lat.visual[:, -1:], lat.proprio[:, -1:]))[:, 0]
+                out[door, kind, steps] = float(np.mean(np.linalg.norm(end[:, :2] - real[:, :2], axis=1) < 4.5))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--env", default="pusht", choices=["pusht", "wall"])
@@ -216,6 +251,9 @@ def main() -> None:
               "(of those the env kept in the left room)")
         for (drift, jitter), shares in wall_pushes(model).items():
             print(f"  env action {drift:g}{f' + jitter {jitter:g}' if jitter else ''}: " + " ".join(f"{share:4.0%}" for share in shares))
+        print("door paths to a right-room goal done in R planner steps: share imagined ending within 4.5 px of the real end")
+        for (door, kind, steps), share in wall_door_paths(model).items():
+            print(f"  door {door:g}, start {kind:<7} R{steps}: {share:4.0%}")
 
 
 if __name__ == "__main__":
