@@ -193,7 +193,7 @@ def wall_door_paths(model, speeds: tuple[int, ...] = (3, 5, 7), n: int = 24, hor
                 env_actions = np.stack([np.pad(door_path_actions(s, g, steps * skip), ((0, (horizon - steps) * skip), (0, 0)))
                                         for s, g in zip(starts, goals)])
                 real = np.array([replay_episode(env, s, a)["states"][-1] for s, a in zip(starts, env_actions)])
-                actions = model.normalize_actions(torch.from_numpy(env_actions).float().view(n, horizon, skip, 2))
+                actions = model.normalize_actions(torch.from_numpy(env_actions).float().view(n, horizon, skip, model.cfg.action_dim))
                 with torch.inference_mode():
                     lat = model.split(model.rollout(encode_states(model, env, starts), actions))
                 end = nearest_states(grid, grid_lat, Latents(lat.visual[:, -1:], lat.proprio[:, -1:]))[:, 0]

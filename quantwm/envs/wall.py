@@ -204,10 +204,10 @@ class WallDataPolicy:
     crossing draws its speed from ``seek_speed``: a model whose data crossed only slowly (<= 1.5,
     the dot 3 px per env step) imagined fast door paths (a planner's 3-step paths, ~2.7) stuck at
     the wall, and from a dot pressed against the wall put the end of such a path within 4.5 px of
-    the real one in 17 % of cases (slow 5-step paths: 67 %). While wandering, each step starts a *charge* with probability ``charge_prob``:
-    a straight run of ``charge_steps`` steps at a random point of the other room, which the middle
-    wall stops unless the line meets the door - so the data shows sustained pushes against the wall
-    at every height (a model that never sees them imagines the dot through the wall). Charge
+    the real one in 17 % of cases (slow 5-step paths: 67 %). While wandering, each step starts a
+    *charge* with probability ``charge_prob``: a straight run of ``charge_steps`` steps at a random
+    point of the other room, which the middle wall stops unless the line meets the door - so the
+    data shows sustained pushes against the wall at every height (a model that never sees them imagines the dot through the wall). Charge
     speeds span ``charge_speed``, up to 4 (8 px per env step): a planner samples actions of several
     data std, and a model that saw only gentle pushes imagines fast ones passing through the wall
     (a model trained on speeds <= 1.5 did so for 80 % of pushes at 3). Charges last up to 40 steps

@@ -123,32 +123,27 @@ def true_objectives(model: WorldModel, env: QuantWMEnv, starts: list[np.ndarray]
         return objective.latent_cost(lat, goal).tolist()
 
 
-def _padded_references(episodes: list[EvalEpisode], steps: int) -> tuple[list[int], np.ndarray]:
-    """Rows of the episodes whose reference fits in ``steps`` env steps, and those references padded
-    with zero env actions to ``steps`` (waiting at the goal: exact for Wall, where a zero action
-    does not move the dot) -> (rows, (len(rows), steps, action_dim))."""
+def reference_objectives(model: WorldModel, env: QuantWMEnv, context: Latents, goal: Latents, episodes: list[EvalEpisode],
+                         horizon: int, objective: Objective) -> tuple[list[float], list[float]]:
+    """Each episode's ``reference_actions`` from its start (``context``, ``goal``: Latents with
+    leading dim E = len(episodes)) -> (the model's objective of them, their true objective, replayed
+    in ``env``), E floats each. A reference shorter than ``horizon`` planner steps is padded with
+    zero env actions (waiting at the goal: exact for Wall, where a zero action does not move the
+    dot); NaN for an episode without reference actions or with a longer one."""
+    steps = horizon * model.cfg.frameskip
     rows = [i for i, ep in enumerate(episodes) if ep.reference_actions is not None and len(ep.reference_actions) <= steps]
-    padded = [np.pad(episodes[i].reference_actions, ((0, steps - len(episodes[i].reference_actions)), (0, 0))) for i in rows]
-    return rows, np.stack(padded) if rows else np.zeros((0, steps, 0))
-
-
-def reference_objectives(model: WorldModel, context: Latents, goal: Latents, episodes: list[EvalEpisode],
-                         horizon: int, objective: Objective) -> list[float]:
-    """The model's objective of each episode's ``reference_actions`` planned from ``context`` towards
-    ``goal`` (Latents with leading dim E = len(episodes)) -> E floats; a reference shorter than
-    ``horizon`` planner steps is padded (``_padded_references``), NaN for an episode without
-    reference actions or with a longer one."""
-    rows, padded = _padded_references(episodes, horizon * model.cfg.frameskip)
-    out = [math.nan] * len(episodes)
+    imagined, true = [math.nan] * len(episodes), [math.nan] * len(episodes)
     if rows:
-        env_actions = torch.tensor(padded, dtype=torch.float32)
-        actions = model.normalize_actions(env_actions.view(len(rows), horizon, model.cfg.frameskip, model.cfg.action_dim))
+        padded = np.stack([np.pad(episodes[i].reference_actions, ((0, steps - len(episodes[i].reference_actions)), (0, 0)))
+                           for i in rows]).reshape(len(rows), horizon, model.cfg.frameskip, model.cfg.action_dim)
+        actions = model.normalize_actions(torch.tensor(padded, dtype=torch.float32))
         with torch.inference_mode():
             ctx, tgt = _rows(context, rows), _rows(goal, rows)
             cost = objective.cost(model, model.rollout(ctx, actions.to(ctx.visual.device)), tgt)
-        for i, c in zip(rows, cost.tolist()):
-            out[i] = c
-    return out
+        rated = true_objectives(model, env, [episodes[i].start_state for i in rows], padded, tgt, objective)
+        for i, c, t in zip(rows, cost.tolist(), rated):
+            imagined[i], true[i] = c, t
+    return imagined, true
 
 
 def _rows(lat: Latents, rows: list[int]) -> Latents:
@@ -188,9 +183,7 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
     steps_done, plan_index = 0, 0
     active = list(range(len(episodes)))
     rest = torch.zeros(len(episodes), 0, model.cfg.planner_action_dim)  # unexecuted planned actions, for warm starts
-    reference = [math.nan] * len(episodes)
-    reference_true = [math.nan] * len(episodes)
-    shape = (model.cfg.frameskip, model.cfg.action_dim)
+    reference, reference_true = [math.nan] * len(episodes), [math.nan] * len(episodes)
     while active and steps_done < spec.max_steps:
         horizon = min(spec.horizon, spec.max_steps - steps_done) if spec.shrink_horizon else spec.horizon
         gens = [_plan_generator(episodes[i].seed, plan_index) for i in active]
@@ -200,18 +193,11 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
             init = torch.cat([rest[idx], torch.zeros(len(active), max(0, horizon - rest.shape[1]), rest.shape[2])], 1)[:, :horizon]
         context = encode_observations(model, [obs[i] for i in active])
         if plan_index == 0:
-            reference = reference_objectives(model, context, goal, episodes, horizon, spec.objective)
-            rows, padded = _padded_references(episodes, horizon * model.cfg.frameskip)
-            if rows:
-                rated = true_objectives(model, probe_env, [episodes[i].start_state for i in rows],
-                                        padded.reshape(len(rows), horizon, *shape), _rows(goal, rows), spec.objective)
-                for i, c in zip(rows, rated):
-                    reference_true[i] = c
-        plan = optimize(model, context, _rows(goal, active), horizon, spec.objective, gens,
-                        spec.optimizer, init)
+            reference, reference_true = reference_objectives(model, probe_env, context, goal, episodes, horizon, spec.objective)
+        goal_active = _rows(goal, active)
+        plan = optimize(model, context, goal_active, horizon, spec.objective, gens, spec.optimizer, init)
         env_actions = model.denormalize_actions(plan.actions).cpu().numpy().astype(np.float64)
-        plan_true = true_objectives(model, probe_env, [envs[i].state for i in active], env_actions, _rows(goal, active),
-                                    spec.objective)
+        plan_true = true_objectives(model, probe_env, [envs[i].state for i in active], env_actions, goal_active, spec.objective)
         n_exec = min(spec.replan_every, horizon, spec.max_steps - steps_done)
         if spec.warm_start:
             rest = torch.zeros(len(episodes), horizon - n_exec, rest.shape[2])
