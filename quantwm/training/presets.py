@@ -52,6 +52,7 @@ PRESETS: dict[str, TrainPreset] = {
         encoder_steps=2000,
         predictor_steps=6000,
         decoder_steps=500,
+        predictor_lr=2e-3,  # 4x DINO-WM's: after 800 steps from the same init, loss 0.0122 vs 0.0140, relevance cost 0.034 vs 0.039
     ),
 }
 
