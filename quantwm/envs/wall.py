@@ -207,8 +207,9 @@ class WallDataPolicy:
     the real one in 17 % of cases (slow 5-step paths: 67 %). While wandering, each step starts a
     *charge* with probability ``charge_prob``: a straight run of ``charge_steps`` steps at a random
     point of the other room, which the middle wall stops unless the line meets the door - so the
-    data shows sustained pushes against the wall at every height (a model that never sees them imagines the dot through the wall). Charge
-    speeds span ``charge_speed``, up to 4 (8 px per env step): a planner samples actions of several
+    data shows sustained pushes against the wall at every height (a model that never sees them
+    imagines the dot through the wall). Charge speeds span ``charge_speed``, up to 4 (8 px per env
+    step): a planner samples actions of several
     data std, and a model that saw only gentle pushes imagines fast ones passing through the wall
     (a model trained on speeds <= 1.5 did so for 80 % of pushes at 3). Charges last up to 40 steps
     and start as slow as 0.3: a model trained on charges of 6-20 steps at speeds >= 0.8 kept the
