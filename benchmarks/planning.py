@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -113,6 +113,13 @@ def project_rollout(model: WorldModel, frames: torch.Tensor, proprio: torch.Tens
     return model.rollout(ctx, actions.flatten(0, 1))
 
 
+def flop_counter() -> FlopCounterMode:
+    """torch's FLOP counter, also counting the fused CPU attention kernel (torch registers only the GPU ones)."""
+    def cpu_sdpa(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+    return FlopCounterMode(display=False, custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa})
+
+
 def matmul_peak(device: str, repeats: int) -> float:
     """Best fp32 matmul GFLOP/s over a few square sizes."""
     best = 0.0
@@ -150,24 +157,33 @@ def bench_env(env: str, args: argparse.Namespace) -> None:
         start = model.encode_obs(frames, proprio)
         goal = model.encode_obs(goal_frames.to(dev), goal_proprio.to(dev))
 
-    # (a) rollout throughput
+    # (a) rollout throughput, and the most an exact fp32 rollout could gain: our FLOPs at the matmul peak
+    peak = matmul_peak(dev, reps)
     quick = planner_spec(env, "mpc")
     samples, horizon = quick.optimizer.samples, quick.horizon
     actions = torch.randn(EPISODES, samples, horizon, model.cfg.planner_action_dim, generator=torch.Generator().manual_seed(0)).to(dev)
     with torch.inference_mode():
-        ref = reference_rollout(model, frames, proprio, actions)
-        ours = project_rollout(model, frames, proprio, actions)
+        with flop_counter() as counter:
+            ref = reference_rollout(model, frames, proprio, actions)
+        f_ref = counter.get_total_flops()
+        with flop_counter() as counter:
+            ours = project_rollout(model, frames, proprio, actions)
+        f_ours = counter.get_total_flops()
         diff = (ref - ours).abs().max().item()
         t_ref = median_time(lambda: reference_rollout(model, frames, proprio, actions), reps, dev)
         t_ours = median_time(lambda: project_rollout(model, frames, proprio, actions), reps, dev)
     n_roll = EPISODES * samples
     print(f"(a) rollout of {EPISODES} episodes x {samples} samples x {horizon} steps: reference {n_roll / t_ref:.0f} rollouts/s, "
           f"quantwm {n_roll / t_ours:.0f} rollouts/s: {t_ref / t_ours:.2f}x; max |difference| {diff:.2e}")
+    print(f"(a) FLOPs: reference {f_ref / 1e9:.1f} GFLOP at {f_ref / t_ref / 1e9:.1f} GFLOP/s "
+          f"({100 * f_ref / t_ref / 1e9 / peak:.0f} % of the {peak:.1f} GFLOP/s peak), quantwm {f_ours / 1e9:.1f} GFLOP at "
+          f"{f_ours / t_ours / 1e9:.1f} GFLOP/s; ceiling of an exact fp32 rollout (quantwm's FLOPs at the peak): "
+          f"{t_ref * peak * 1e9 / f_ours:.2f}x the reference")
 
     # (c) predictor forward at batch 300 against the matmul peak
     x = torch.randn(300, model.cfg.num_hist * model.cfg.encoder.num_patches, model.cfg.token_dim, device=dev)
     with torch.inference_mode():
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             model.predictor(x)
         flops = counter.get_total_flops()
         t_fwd = median_time(lambda: model.predictor(x), reps, dev)
@@ -178,7 +194,6 @@ def bench_env(env: str, args: argparse.Namespace) -> None:
             first = time.perf_counter() - start
             t_comp = median_time(lambda: compiled(x), reps, dev)
             print(f"(c) torch.compile: first call {first:.1f} s, then {t_comp * 1e3:.1f} ms ({t_fwd / t_comp:.2f}x eager)")
-    peak = matmul_peak(dev, reps)
     print(f"(c) predictor forward, batch 300 x {x.shape[1]} tokens: {flops / 1e9:.2f} GFLOP in {t_fwd * 1e3:.1f} ms = "
           f"{flops / t_fwd / 1e9:.1f} GFLOP/s; fp32 matmul peak {peak:.1f} GFLOP/s: {100 * flops / t_fwd / 1e9 / peak:.0f} % of peak")
 
