@@ -69,7 +69,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     overrides = {"samples": args.samples, "topk": args.topk, "opt_steps": args.opt_steps, "horizon": args.horizon,
                  "budget": args.budget, "replan_every": args.replan_every, "warm_start": args.warm_start,
                  "noise_beta": args.noise_beta, "action_clip": args.action_clip, "keep_elites": args.keep_elites,
-                 "return_best": args.return_best, "objective_frames": args.objective, "objective_base": args.objective_base}
+                 "return_best": args.return_best, "replan_opt_steps": args.replan_opt_steps, "objective_frames": args.objective, "objective_base": args.objective_base}
     planners = [args.planner, "do_nothing"] + (["random"] if args.random_baseline else [])
     results = []
     for planner in planners:
@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="planner settings: quick (interactive default) or paper (DINO-WM's); flags below override it")
     for flag in ("--samples", "--opt-steps", "--topk", "--horizon", "--budget", "--replan-every"):
         e.add_argument(flag, type=_positive)
+    e.add_argument("--replan-opt-steps", type=_positive,
+                   help="optimiser steps of MPC's warm-started replans (default: the preset's; else as the first plan)")
     e.add_argument("--noise-beta", type=float, default=None,
                    help="CEM sampling noise coloured 1/f^beta over time: 0 = white (DINO-WM), 2-3 = iCEM (default: the preset's)")
     e.add_argument("--action-clip", type=float, default=None,

@@ -192,6 +192,30 @@ def test_warm_start_begins_each_replan_from_the_rest_of_the_last_plan(wall_model
     assert all(init is None for init, _ in seen)
 
 
+def test_replan_opt_steps_apply_to_warm_started_replans_only(wall_model: WorldModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    steps: list[tuple[int, bool]] = []
+    real = episodes_module.optimize
+
+    def spy(*args, **kwargs):
+        plan = real(*args, **kwargs)
+        steps.append((args[-2].opt_steps, args[-1] is not None))
+        assert plan.objective_trace.shape[1] == args[-2].opt_steps
+        return plan
+
+    monkeypatch.setattr(episodes_module, "optimize", spy)
+    cem_cfg = CEMConfig(samples=8, topk=2, opt_steps=3)
+    run_episodes(wall_model, "wall", make_eval_episodes("wall", 2, 1),
+                 PlannerSpec(cem_cfg, horizon=4, replan_every=1, max_steps=3, warm_start=True, replan_opt_steps=1), batch_size=2)
+    assert steps == [(3, False), (1, True), (1, True)]
+    steps.clear()  # cold replans keep the full count
+    run_episodes(wall_model, "wall", make_eval_episodes("wall", 2, 1),
+                 PlannerSpec(cem_cfg, horizon=4, replan_every=1, max_steps=3, replan_opt_steps=1), batch_size=2)
+    assert steps == [(3, False)] * 3
+    assert planner_spec("wall", "mpc", replan_opt_steps=2).replan_opt_steps == 2
+    with pytest.raises(ValueError, match="replan_opt_steps must be >= 1"):
+        planner_spec("wall", "mpc", replan_opt_steps=0)
+
+
 def _lag1(x: torch.Tensor) -> float:
     """Correlation of consecutive steps along the time axis (-2) of (E, S, T, A) noise."""
     return float((x[..., 1:, :] * x[..., :-1, :]).mean() / x.var())

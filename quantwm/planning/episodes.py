@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -53,12 +53,15 @@ class PlannerSpec:
     sticky_success: bool = False
     shrink_horizon: bool = False  # plan min(horizon, remaining budget) steps: no overshoot at the end
     warm_start: bool = False  # start each replan from the unexecuted rest of the previous plan (zeros after it)
+    replan_opt_steps: int | None = None  # optimiser steps of a warm-started replan (None: the optimizer's own)
     objective: Objective = Objective()
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "replan_every", "max_steps"):
-            if getattr(self, name) < 1:
+        for name in ("horizon", "replan_every", "max_steps", "replan_opt_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.replan_opt_steps is not None and not hasattr(self.optimizer, "opt_steps"):
+            raise ValueError(f"replan_opt_steps needs an iterative optimiser (CEM or GD), not {type(self.optimizer).__name__}")
 
 
 @dataclass
@@ -188,14 +191,16 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
         horizon = min(spec.horizon, spec.max_steps - steps_done) if spec.shrink_horizon else spec.horizon
         gens = [_plan_generator(episodes[i].seed, plan_index) for i in active]
         idx = torch.tensor(active)
-        init = None
+        init, optimizer = None, spec.optimizer
         if spec.warm_start and plan_index:
             init = torch.cat([rest[idx], torch.zeros(len(active), max(0, horizon - rest.shape[1]), rest.shape[2])], 1)[:, :horizon]
+            if spec.replan_opt_steps is not None:
+                optimizer = replace(optimizer, opt_steps=spec.replan_opt_steps)
         context = encode_observations(model, [obs[i] for i in active])
         if plan_index == 0:
             reference, reference_true = reference_objectives(model, probe_env, context, goal, episodes, horizon, spec.objective)
         goal_active = _rows(goal, active)
-        plan = optimize(model, context, goal_active, horizon, spec.objective, gens, spec.optimizer, init)
+        plan = optimize(model, context, goal_active, horizon, spec.objective, gens, optimizer, init)
         env_actions = model.denormalize_actions(plan.actions).cpu().numpy().astype(np.float64)
         plan_true = true_objectives(model, probe_env, [envs[i].state for i in active], env_actions, goal_active, spec.objective)
         n_exec = min(spec.replan_every, horizon, spec.max_steps - steps_done)

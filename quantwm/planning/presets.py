@@ -38,6 +38,7 @@ class PlannerPreset:
     mpc_budget: int  # planner steps (each frameskip env steps)
     mpc_replan_every: int
     mpc_warm_start: bool = False  # replans start from the rest of the previous plan (DINO-WM: from zeros)
+    mpc_replan_opt_steps: int | None = None  # optimiser steps of a warm-started replan (None: as the first plan)
     objective: Objective = Objective()  # DINO-WM's default: the last imagined frame
 
 
@@ -62,7 +63,7 @@ def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, sample
                  budget: int | None = None, replan_every: int | None = None, warm_start: bool | None = None,
                  noise_beta: float | None = None, action_clip: float | None = None, keep_elites: int | None = None,
                  return_best: bool | None = None, objective_frames: str | None = None,
-                 objective_base: float | None = None) -> PlannerSpec:
+                 objective_base: float | None = None, replan_opt_steps: int | None = None) -> PlannerSpec:
     """The ``PlannerSpec`` of ``planner`` on ``env`` under ``preset``; given values override it."""
     if preset not in PRESETS:
         raise ValueError(f"unknown planner preset {preset!r}; valid: {', '.join(PRESETS)}")
@@ -71,7 +72,7 @@ def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, sample
     if planner not in PLANNERS:
         raise ValueError(f"unknown planner {planner!r}; valid: {', '.join(PLANNERS)}")
     given = {"samples": samples, "topk": topk, "opt_steps": opt_steps, "horizon": horizon, "budget": budget,
-             "replan_every": replan_every}
+             "replan_every": replan_every, "replan_opt_steps": replan_opt_steps}
     for name, value in given.items():
         if value is not None and value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
@@ -90,7 +91,8 @@ def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, sample
         "gd": PlannerSpec(gd, horizon=h, replan_every=h, max_steps=h, objective=objective),
         "mpc": PlannerSpec(cem, horizon=h, replan_every=replan_every or p.mpc_replan_every, max_steps=mpc_budget,
                            sticky_success=True, shrink_horizon=True,
-                           warm_start=p.mpc_warm_start if warm_start is None else warm_start, objective=objective),
+                           warm_start=p.mpc_warm_start if warm_start is None else warm_start,
+                           replan_opt_steps=replan_opt_steps or p.mpc_replan_opt_steps, objective=objective),
         "do_nothing": PlannerSpec(DoNothingConfig(), horizon=mpc_budget, replan_every=mpc_budget, max_steps=mpc_budget,
                                   objective=objective),
         "random": PlannerSpec(RandomConfig(), horizon=mpc_budget, replan_every=mpc_budget, max_steps=mpc_budget,
