@@ -3,8 +3,9 @@
 Prints, per environment:
   (a) rollout throughput of quantwm's rollout versus a reference rollout written the way DINO-WM's
       planner does it (one episode at a time, the context frame repeated and encoded for every
-      sample, the whole history window recomputed with all its outputs at every step), and the
-      max output difference;
+      sample, the whole history window recomputed with all its outputs at every step), the max
+      output difference, both rollouts' FLOPs, and the ceiling of any exact fp32 rollout: quantwm's
+      FLOPs done at the matmul peak of (c), as a multiple of the reference's time;
   (b) CEM plan time and MPC-episode time at the quick and paper presets;
   (c) predictor forward at batch 300: achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode)
       against the measured fp32 matmul peak of this machine (best sgemm over a few sizes);
@@ -16,14 +17,17 @@ Prints, per environment:
 With ``--compile``, (c) also times ``torch.compile`` of the predictor (first call and steady state).
 Timings are medians of ``--repeats`` runs. Usage:
   python benchmarks/planning.py [--env wall pusht] [--threads 2] [--device cpu] [--paper-mpc-episodes 1] [--compile]
+                                [--sections a c b d f]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import resource
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -146,22 +150,30 @@ def mpc_seconds(model: WorldModel, env: str, preset: str, episodes: int) -> tupl
     return res.wall_time_s / episodes, res.success_rate
 
 
-def bench_env(env: str, args: argparse.Namespace) -> None:
-    dev, reps = args.device, args.repeats
-    model = load_model(env, device=dev)
-    print(f"\n=== {env}: {sum(p.numel() for p in model.predictor.parameters()) / 1e6:.2f} M predictor params, "
-          f"{model.cfg.encoder.num_patches} patches x {model.cfg.num_hist} frames, token dim {model.cfg.token_dim}")
-    frames, proprio, goal_frames, goal_proprio = observations(model, env, EPISODES)
-    frames, proprio = frames.to(dev), proprio.to(dev)
-    with torch.inference_mode():
-        start = model.encode_obs(frames, proprio)
-        goal = model.encode_obs(goal_frames.to(dev), goal_proprio.to(dev))
+@dataclass
+class Bench:
+    """What every section of one environment's benchmark shares."""
 
-    # (a) rollout throughput, and the most an exact fp32 rollout could gain: our FLOPs at the matmul peak
-    peak = matmul_peak(dev, reps)
-    quick = planner_spec(env, "mpc")
+    env: str
+    model: WorldModel
+    frames: torch.Tensor  # (E, 1, S, S, 3) start frames
+    proprio: torch.Tensor  # (E, 1, dp)
+    start: Latents
+    goal: Latents
+    args: argparse.Namespace
+
+    @functools.cached_property
+    def peak(self) -> float:
+        return matmul_peak(self.args.device, self.args.repeats)
+
+
+def rollout_section(b: Bench) -> None:
+    """(a) rollout throughput, and the most an exact fp32 rollout could gain: quantwm's FLOPs at the matmul peak."""
+    model, dev, reps = b.model, b.args.device, b.args.repeats
+    quick = planner_spec(b.env, "mpc")
     samples, horizon = quick.optimizer.samples, quick.horizon
     actions = torch.randn(EPISODES, samples, horizon, model.cfg.planner_action_dim, generator=torch.Generator().manual_seed(0)).to(dev)
+    frames, proprio = b.frames, b.proprio
     with torch.inference_mode():
         with flop_counter() as counter:
             ref = reference_rollout(model, frames, proprio, actions)
@@ -176,18 +188,21 @@ def bench_env(env: str, args: argparse.Namespace) -> None:
     print(f"(a) rollout of {EPISODES} episodes x {samples} samples x {horizon} steps: reference {n_roll / t_ref:.0f} rollouts/s, "
           f"quantwm {n_roll / t_ours:.0f} rollouts/s: {t_ref / t_ours:.2f}x; max |difference| {diff:.2e}")
     print(f"(a) FLOPs: reference {f_ref / 1e9:.1f} GFLOP at {f_ref / t_ref / 1e9:.1f} GFLOP/s "
-          f"({100 * f_ref / t_ref / 1e9 / peak:.0f} % of the {peak:.1f} GFLOP/s peak), quantwm {f_ours / 1e9:.1f} GFLOP at "
+          f"({100 * f_ref / t_ref / 1e9 / b.peak:.0f} % of the {b.peak:.1f} GFLOP/s peak), quantwm {f_ours / 1e9:.1f} GFLOP at "
           f"{f_ours / t_ours / 1e9:.1f} GFLOP/s; ceiling of an exact fp32 rollout (quantwm's FLOPs at the peak): "
-          f"{t_ref * peak * 1e9 / f_ours:.2f}x the reference")
+          f"{t_ref * b.peak * 1e9 / f_ours:.2f}x the reference")
 
-    # (c) predictor forward at batch 300 against the matmul peak
+
+def forward_section(b: Bench) -> None:
+    """(c) predictor forward at batch 300 against the matmul peak (and torch.compile with --compile)."""
+    model, dev, reps = b.model, b.args.device, b.args.repeats
     x = torch.randn(300, model.cfg.num_hist * model.cfg.encoder.num_patches, model.cfg.token_dim, device=dev)
     with torch.inference_mode():
         with flop_counter() as counter:
             model.predictor(x)
         flops = counter.get_total_flops()
         t_fwd = median_time(lambda: model.predictor(x), reps, dev)
-        if args.compile:
+        if b.args.compile:
             start = time.perf_counter()
             compiled = torch.compile(model.predictor)
             compiled(x)
@@ -195,41 +210,69 @@ def bench_env(env: str, args: argparse.Namespace) -> None:
             t_comp = median_time(lambda: compiled(x), reps, dev)
             print(f"(c) torch.compile: first call {first:.1f} s, then {t_comp * 1e3:.1f} ms ({t_fwd / t_comp:.2f}x eager)")
     print(f"(c) predictor forward, batch 300 x {x.shape[1]} tokens: {flops / 1e9:.2f} GFLOP in {t_fwd * 1e3:.1f} ms = "
-          f"{flops / t_fwd / 1e9:.1f} GFLOP/s; fp32 matmul peak {peak:.1f} GFLOP/s: {100 * flops / t_fwd / 1e9 / peak:.0f} % of peak")
+          f"{flops / t_fwd / 1e9:.1f} GFLOP/s; fp32 matmul peak {b.peak:.1f} GFLOP/s: {100 * flops / t_fwd / 1e9 / b.peak:.0f} % of peak")
 
-    # (b) plan and MPC-episode time per preset
+
+def preset_section(b: Bench) -> None:
+    """(b) plan and MPC-episode time per preset."""
+    reps = b.args.repeats
     with torch.inference_mode():
         for preset in ("quick", "paper"):
-            p = plan_seconds(model, env, preset, start, goal, max(1, reps // 2) if preset == "paper" else reps, dev)
-            spec = planner_spec(env, "mpc", preset=preset)
-            n_mpc = EPISODES if preset == "quick" else args.paper_mpc_episodes
+            p = plan_seconds(b.model, b.env, preset, b.start, b.goal, max(1, reps // 2) if preset == "paper" else reps, b.args.device)
+            spec = planner_spec(b.env, "mpc", preset=preset)
+            n_mpc = EPISODES if preset == "quick" else b.args.paper_mpc_episodes
             line = f"(b) {preset}: {spec.optimizer}, horizon {spec.horizon}, replan every {spec.replan_every}, budget {spec.max_steps}: plan {p:.2f} s/episode"
             if n_mpc:
-                per_episode, success = mpc_seconds(model, env, preset, n_mpc)
+                per_episode, success = mpc_seconds(b.model, b.env, preset, n_mpc)
                 line += f"; MPC {per_episode:.2f} s/episode ({n_mpc} episodes in one batch, success {success:.2f})"
             print(line)
 
-    # (d) quantized / FP plan time
+
+def quant_section(b: Bench) -> None:
+    """(d) quantized / FP plan time."""
+    model, env, dev, reps = b.model, b.env, b.args.device, b.args.repeats
     cal = calibrate(model, env, ("predictor",), size=64, seed=0, episodes=2, budget=2)
     with torch.inference_mode():
-        fp = plan_seconds(model, env, "quick", start, goal, reps, dev)
+        fp = plan_seconds(model, env, "quick", b.start, b.goal, reps, dev)
         for name, cfg in (("W4A16 g32 fake", W4A16), ("W8A8 fake", W8A8)):
             q = quantize(model, cfg, cal)
-            print(f"(d) {name}: plan time {plan_seconds(q, env, 'quick', start, goal, reps, dev) / fp:.3f}x FP")
+            print(f"(d) {name}: plan time {plan_seconds(q, env, 'quick', b.start, b.goal, reps, dev) / fp:.3f}x FP")
         if dev == "cpu":
             real = realize(model, RealQuantConfig("w8a8"), cal)
             kernels = set(real.report["kernel"])
             print(f"(d) real int8 (w8a8; predictor kernels: {', '.join(sorted(kernels))}): plan time "
-                  f"{plan_seconds(real.model, env, 'quick', start, goal, reps, dev) / fp:.3f}x FP")
+                  f"{plan_seconds(real.model, env, 'quick', b.start, b.goal, reps, dev) / fp:.3f}x FP")
 
-    # (f) the quick preset's FP + quantized experiment
-    q = quantize(model, W4A16, cal)
+
+def experiment_section(b: Bench) -> None:
+    """(f) the quick preset's FP + quantized experiment, as ``quantwm eval`` runs it."""
+    cal = calibrate(b.model, b.env, ("predictor",), size=64, seed=0, episodes=2, budget=2)
+    q = quantize(b.model, W4A16, cal)
     t0 = time.perf_counter()
-    fp_res = evaluate(model, env, "mpc", EPISODES, SEED, batch_size=EPISODES)
-    q_res = evaluate(q, env, "mpc", EPISODES, SEED, batch_size=EPISODES)
+    fp_res = evaluate(b.model, b.env, "mpc", EPISODES, SEED, batch_size=EPISODES)
+    q_res = evaluate(q, b.env, "mpc", EPISODES, SEED, batch_size=EPISODES)
     total = time.perf_counter() - t0
     print(f"(f) quick: {EPISODES} FP + {EPISODES} W4A16-g32 MPC episodes in {total:.1f} s "
           f"(success FP {fp_res.success_rate:.2f}, quantized {q_res.success_rate:.2f})")
+
+
+SECTIONS: dict[str, Callable[[Bench], None]] = {
+    "a": rollout_section, "c": forward_section, "b": preset_section, "d": quant_section, "f": experiment_section,
+}
+
+
+def bench_env(env: str, args: argparse.Namespace) -> None:
+    model = load_model(env, device=args.device)
+    print(f"\n=== {env}: {sum(p.numel() for p in model.predictor.parameters()) / 1e6:.2f} M predictor params, "
+          f"{model.cfg.encoder.num_patches} patches x {model.cfg.num_hist} frames, token dim {model.cfg.token_dim}")
+    frames, proprio, goal_frames, goal_proprio = observations(model, env, EPISODES)
+    frames, proprio = frames.to(args.device), proprio.to(args.device)
+    with torch.inference_mode():
+        start = model.encode_obs(frames, proprio)
+        goal = model.encode_obs(goal_frames.to(args.device), goal_proprio.to(args.device))
+    bench = Bench(env, model, frames, proprio, start, goal, args)
+    for name in args.sections:
+        SECTIONS[name](bench)
 
 
 def main() -> None:
@@ -240,6 +283,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--paper-mpc-episodes", type=int, default=1, help="0 skips MPC at the paper preset")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on the predictor forward")
+    parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS),
+                        help="which of (a) (c) (b) (d) (f) to run, in that order; (e) is always printed")
     args = parser.parse_args()
     configure_runtime(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
