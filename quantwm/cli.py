@@ -57,7 +57,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(
         env=args.env, data_dir=Path(args.data_dir) if args.data_dir else dataset_dir(args.env),
         run_dir=Path(args.run_dir or f"cache/runs/{args.env}"), out=Path(args.out) if args.out else shipped_checkpoint(args.env),
-        seed=args.seed, steps_scale=args.steps_scale, command="quantwm " + shlex.join(sys.argv[1:]), device=args.device,
+        seed=args.seed, steps_scale=args.steps_scale, preset_overrides=tuple(args.set), command="quantwm " + shlex.join(sys.argv[1:]), device=args.device,
     )
     train(cfg)
 
@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--env", required=True, choices=ENV_NAMES)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--steps-scale", type=float, default=1.0, help="multiply every phase's step count")
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a field of the env's training preset (quantwm/training/presets.py), nested fields dotted: "
+                        "--set predictor.depth=6 --set predictor_lr=2e-3 (repeatable; recorded in the checkpoint)")
     t.add_argument("--data-dir")
     t.add_argument("--run-dir", help="resumable training state (default cache/runs/ENV)")
     t.add_argument("--out", help="checkpoint path (default assets/ENV.json)")

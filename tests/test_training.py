@@ -97,3 +97,21 @@ def test_plans_of_an_eval_record_replay_from_their_start_states_into_training(wa
     assert meta["training"]["data"]["plan_replays"]["source"]["eval_files"] == [str(record)]
     scripted = load_split(data, "train", frames=False)
     assert np.allclose(meta["config"]["action_std"], scripted.actions.std(0) + 1e-6)
+
+
+def test_preset_overrides_change_the_model_and_are_checked_on_resume(wall_data: Path, tmp_path: Path) -> None:
+    wide = presets_module.get_preset("wall", ("predictor.depth=2", "predictor_lr=2e-3", "proprio_loss_weight=1"))
+    base = presets_module.PRESETS["wall"]
+    assert (wide.predictor.depth, wide.predictor_lr, wide.proprio_loss_weight) == (2, 2e-3, 1.0)
+    assert wide.predictor.heads == base.predictor.heads and base.predictor.depth == 4  # the registry is untouched
+    for bad, message in (("predictor.width=3", "no field 'width' in PredictorConfig; valid: depth, heads"),
+                         ("predictor=3", "name one"), ("predictor_lr", "not FIELD=VALUE"),
+                         ("predictor.depth=deep", "takes int values, got 'deep'"), ("num_hist.x=1", "has no fields")):
+        with pytest.raises(ValueError, match=message):
+            presets_module.get_preset("wall", (bad,))
+
+    cfg = replace(_cfg(wall_data, tmp_path), preset_overrides=("predictor.depth=2",))
+    meta = json.loads(train(cfg, echo=lambda s: None).read_text())
+    assert meta["config"]["predictor"]["depth"] == 2 and meta["training"]["preset_overrides"] == ["predictor.depth=2"]
+    with pytest.raises(ValueError, match=r"holds a run with preset overrides \['predictor.depth=2'\], not \[\]"):
+        Trainer(_cfg(wall_data, tmp_path))

@@ -6,7 +6,8 @@ cost grows with tokens x frames), but from frames large enough that the objects 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import Any
 
 from quantwm.models import DecoderConfig, PredictorConfig, ViTConfig
 
@@ -57,7 +58,34 @@ PRESETS: dict[str, TrainPreset] = {
 }
 
 
-def get_preset(env: str) -> TrainPreset:
+def get_preset(env: str, overrides: tuple[str, ...] = ()) -> TrainPreset:
+    """The env's preset with ``overrides`` applied: "FIELD=VALUE" strings, nested fields dotted
+    ("predictor.depth=6", "predictor_lr=2e-3")."""
     if env not in PRESETS:
         raise ValueError(f"no training preset for env {env!r}; valid: {sorted(PRESETS)}")
-    return PRESETS[env]
+    preset = PRESETS[env]
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"preset override {item!r} is not FIELD=VALUE")
+        preset = _override(preset, name.split("."), value, item)
+    return preset
+
+
+def _override(obj: Any, path: list[str], value: str, item: str) -> Any:
+    valid = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    if path[0] not in valid:
+        raise ValueError(f"preset override {item!r}: no field {path[0]!r} in {type(obj).__name__}; valid: {', '.join(valid)}")
+    current = valid[path[0]]
+    if is_dataclass(current):
+        if len(path) == 1:
+            raise ValueError(f"preset override {item!r}: {path[0]} has fields, name one ({path[0]}.FIELD)")
+        return replace(obj, **{path[0]: _override(current, path[1:], value, item)})
+    if len(path) > 1:
+        raise ValueError(f"preset override {item!r}: {path[0]} has no fields")
+    kind = type(current)
+    try:
+        parsed = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"preset override {item!r}: {path[0]} takes {kind.__name__} values, got {value!r}") from None
+    return replace(obj, **{path[0]: parsed})

@@ -49,6 +49,7 @@ class TrainConfig:
     out: Path
     seed: int = 0
     steps_scale: float = 1.0  # multiplies every phase's step count (tests use tiny values)
+    preset_overrides: tuple[str, ...] = ()  # "FIELD=VALUE" changes to the env's training preset (``get_preset``)
     save_every_s: float = 60.0
     eval_every: int = 500
     eval_windows: int = 256
@@ -110,7 +111,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         self.device = check_device(cfg.device)
-        self.preset = get_preset(cfg.env)
+        self.preset = get_preset(cfg.env, cfg.preset_overrides)
         self.steps = _phase_steps(self.preset, cfg.steps_scale)
         self.train = load_split(cfg.data_dir, "train")
         self.val = load_split(cfg.data_dir, "val")
@@ -138,7 +139,7 @@ class Trainer:
         self.model.to(self.device)
         self.pixel_head.to(self.device)
         self.state: dict[str, Any] = {"phase": PHASES[0], "step": 0, "elapsed_s": 0.0, "log": [], "opt": None,
-                                      "train_episodes": self.train.n_episodes}
+                                      "train_episodes": self.train.n_episodes, "preset_overrides": list(cfg.preset_overrides)}
         self._latents: dict[str, torch.Tensor] = {}  # frozen-encoder latents per split, (N, P, E)
         self._mean_frame: torch.Tensor | None = None  # (1, 3, S, S), for the foreground weighting
         self._state_path = cfg.run_dir / "state.pt"
@@ -148,6 +149,10 @@ class Trainer:
             if trained_on != self.train.n_episodes:
                 raise ValueError(f"{cfg.run_dir} holds a run on {trained_on} training episodes, {cfg.data_dir} now has "
                                  f"{self.train.n_episodes}: pass a new --run-dir (or delete that one) to train on this data")
+            made_with = saved["state"].get("preset_overrides", [])
+            if made_with != list(cfg.preset_overrides):
+                raise ValueError(f"{cfg.run_dir} holds a run with preset overrides {made_with}, not {list(cfg.preset_overrides)}: "
+                                 "pass a new --run-dir (or delete that one)")
             self.model.load_state_dict(saved["model"])
             self.pixel_head.load_state_dict(saved["pixel_head"])
             self.state = saved["state"]
@@ -330,7 +335,8 @@ class Trainer:
         relevance = self.relevance_check()
         meta = load_meta(self.cfg.data_dir)
         training = {
-            "command": self.cfg.command, "seed": self.cfg.seed, "steps": self.steps, "batch_size": self.preset.batch_size,
+            "command": self.cfg.command, "seed": self.cfg.seed, "preset_overrides": list(self.cfg.preset_overrides),
+            "steps": self.steps, "batch_size": self.preset.batch_size,
             "epochs": {ph: round(self.steps[ph] * self.preset.batch_size / n, 2) for ph, n in
                        (("encoder", len(self.train.frames)), ("predictor", len(Windows(self.train.episode_offsets, self.model.cfg.frameskip, self.preset.num_hist).starts)),
                         ("decoder", len(self.train.frames)))},
