@@ -69,7 +69,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     overrides = {"samples": args.samples, "topk": args.topk, "opt_steps": args.opt_steps, "horizon": args.horizon,
                  "budget": args.budget, "replan_every": args.replan_every, "warm_start": args.warm_start,
                  "noise_beta": args.noise_beta, "action_clip": args.action_clip, "keep_elites": args.keep_elites,
-                 "return_best": args.return_best, "replan_opt_steps": args.replan_opt_steps, "objective_frames": args.objective, "objective_base": args.objective_base}
+                 "return_best": args.return_best, "replan_opt_steps": args.replan_opt_steps, "hold": args.hold, "objective_frames": args.objective, "objective_base": args.objective_base}
     planners = [args.planner, "do_nothing"] + (["random"] if args.random_baseline else [])
     results = []
     for planner in planners:
@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CEM carries this many elites into the next step's population (iCEM; default: the preset's, DINO-WM: 0)")
     e.add_argument("--return-best", action=argparse.BooleanOptionalAction, default=None,
                    help="CEM returns the best sample evaluated instead of the final mean (iCEM; default: the preset's)")
+    e.add_argument("--hold", action=argparse.BooleanOptionalAction, default=None,
+                   help="CEM samples one env action per planner step, held for its frameskip env steps (default: the "
+                        "preset's; DINO-WM: no, every env step's action sampled)")
     e.add_argument("--objective", choices=list(FRAME_WEIGHTS), default=None,
                    help="imagined frames the objective compares with the goal: last (DINO-WM's default) or all, "
                         "frame t weighted base^t (DINO-WM's mode all)")

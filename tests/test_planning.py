@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -75,6 +76,33 @@ def test_cem_records_objective_per_step_and_returns_the_mean(wall_model: WorldMo
     alone = cem(wall_model, Latents(ctx.visual[:1], ctx.proprio[:1]), Latents(goal.visual[:1], goal.proprio[:1]), 4, Objective(),
                 [torch.Generator().manual_seed(0)], CEMConfig(samples=32, topk=4, opt_steps=5))
     torch.testing.assert_close(alone.actions[0], plan.actions[0])
+
+
+def test_cem_hold_samples_one_env_action_per_planner_step(wall_model: WorldModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = Latents(torch.randn(2, 1, 16, 16), torch.randn(2, 1, 10))
+    goal = Latents(torch.randn(2, 1, 16, 16), torch.randn(2, 1, 10))
+    fs, ad = wall_model.cfg.frameskip, wall_model.cfg.action_dim
+    rolled: list[torch.Tensor] = []
+    real = wall_model.rollout
+    monkeypatch.setattr(wall_model, "rollout", lambda c, a: rolled.append(a.clone()) or real(c, a))
+    cfg = CEMConfig(samples=16, topk=4, opt_steps=3, hold=True)
+    plan = cem(wall_model, ctx, goal, 4, Objective(), [torch.Generator().manual_seed(i) for i in range(2)], cfg)
+    assert plan.actions.shape == (2, 4, fs * ad) and len(rolled) == 4  # 3 populations + the final mean
+    for a in [*rolled, plan.actions]:  # every sample rolled out, and the plan, hold each env action for the step
+        env_steps = a.unflatten(-1, (fs, ad))
+        assert torch.equal(env_steps, env_steps[..., :1, :].expand_as(env_steps))
+    assert rolled[0][1:].unflatten(-1, (fs, ad))[..., 0, :].std() > 0.5  # samples still vary across steps
+    # a held warm start is the first mean (sample 0 of the first population)
+    init = plan.actions[:, :2].repeat(1, 2, 1)
+    rolled.clear()
+    cem(wall_model, ctx, goal, 4, Objective(), [torch.Generator().manual_seed(i) for i in range(2)], cfg, init)
+    torch.testing.assert_close(rolled[0].view(2, 16, 4, -1)[:, 0], init)
+    # without hold, CEM samples every env step (DINO-WM)
+    rolled.clear()
+    cem(wall_model, ctx, goal, 4, Objective(), [torch.Generator().manual_seed(i) for i in range(2)], replace(cfg, hold=False))
+    env_steps = rolled[0].unflatten(-1, (fs, ad))
+    assert not torch.equal(env_steps, env_steps[..., :1, :].expand_as(env_steps))
+    assert planner_spec("wall", "mpc", hold=True).optimizer.hold
 
 
 def test_episodes_are_matched_and_batch_independent(wall_model: WorldModel) -> None:
@@ -257,7 +285,6 @@ def test_cem_samples_coloured_noise_over_env_steps(wall_model: WorldModel, monke
 
 
 def test_reference_objective_tells_model_from_search_failures(wall_model: WorldModel) -> None:
-    from dataclasses import replace
 
     from quantwm.experiment import EvalResult
 

@@ -46,6 +46,11 @@ class CEMConfig:
     lowest-cost sample evaluated instead of the final mean (both from iCEM). When the elites split
     between two routes - along the wall towards the door, or through it - their mean can lie on
     neither; the best sample is a plan the model actually rated. 0 / False is DINO-WM's CEM.
+
+    ``hold`` samples one env action per planner step and holds it for its ``frameskip`` env steps
+    (a horizon x action_dim search instead of DINO-WM's horizon x frameskip x action_dim: 16 instead
+    of 80 dims on Wall at horizon 8); the plans are still frameskip-stacked planner actions. False
+    is DINO-WM's CEM, whose independent env actions jitter within every planner step.
     """
 
     samples: int = 300
@@ -56,6 +61,7 @@ class CEMConfig:
     action_clip: float | None = None
     keep_elites: int = 0
     return_best: bool = False
+    hold: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.keep_elites <= min(self.topk, self.samples - 1):
@@ -129,14 +135,25 @@ def _cost(model: WorldModel, context: Latents, goal: Latents, actions: torch.Ten
     return objective.cost(model, model.rollout(context, actions), goal)
 
 
+def _held(actions: torch.Tensor, frameskip: int) -> torch.Tensor:
+    """(..., H, action_dim) -> (..., H, frameskip * action_dim): each env action held for the planner step."""
+    return actions.repeat(*([1] * (actions.dim() - 1)), frameskip)
+
+
 @torch.inference_mode()
 def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, objective: Objective,
         gens: list[torch.Generator], cfg: CEMConfig, init: torch.Tensor | None = None) -> Plan:
     """context / goal: Latents with leading dim E; ``init`` (E, horizon, A) starts the mean (zeros
-    by default); returns the mean plan after ``opt_steps``."""
-    e, s, a_dim = len(gens), cfg.samples, model.cfg.planner_action_dim
+    by default; with ``hold``, its mean env action per planner step); returns the mean plan after
+    ``opt_steps``, (E, horizon, A) planner actions."""
+    e, s = len(gens), cfg.samples
+    fs = model.cfg.frameskip if cfg.hold else 1  # env steps one sampled action covers
+    a_dim, steps = model.cfg.planner_action_dim // fs, model.cfg.frameskip // fs  # sampled dims / draws per planner step
     dev = context.visual.device
-    mu = torch.zeros(e, horizon, a_dim, device=dev) if init is None else init.to(dev, torch.float32).clone()
+    if init is None:
+        mu = torch.zeros(e, horizon, a_dim, device=dev)
+    else:
+        mu = init.to(dev, torch.float32).unflatten(-1, (fs, a_dim)).mean(-2)
     sigma = torch.full_like(mu, cfg.var_scale)
     ctx = Latents(_expand(context.visual, s), _expand(context.proprio, s))
     tgt = Latents(_expand(goal.visual, s), _expand(goal.proprio, s))
@@ -144,13 +161,13 @@ def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, object
     best, best_cost = mu.clone(), torch.full((e,), torch.inf, device=dev)
     kept = mu[:, None][:, :0]  # (E, 0, H, A): no elites before the first step
     for step in range(cfg.opt_steps):
-        noise = colored_noise(gens, (s, horizon * model.cfg.frameskip, model.cfg.action_dim), cfg.noise_beta, dev)
+        noise = colored_noise(gens, (s, horizon * steps, model.cfg.action_dim), cfg.noise_beta, dev)
         actions = mu[:, None] + sigma[:, None] * noise.view(e, s, horizon, a_dim)
         if cfg.action_clip is not None and math.isfinite(cfg.action_clip):
             actions = actions.clamp(-cfg.action_clip, cfg.action_clip)
         actions[:, 0] = mu
         actions[:, s - kept.shape[1]:] = kept
-        cost = _cost(model, ctx, tgt, actions.flatten(0, 1), objective).view(e, s)
+        cost = _cost(model, ctx, tgt, _held(actions.flatten(0, 1), fs), objective).view(e, s)
         top = cost.topk(cfg.topk, dim=1, largest=False)
         elite = actions.gather(1, top.indices[..., None, None].expand(-1, -1, horizon, a_dim))
         improved = top.values[:, 0] < best_cost
@@ -158,11 +175,11 @@ def cem(model: WorldModel, context: Latents, goal: Latents, horizon: int, object
         if step:
             trace[:, step - 1] = (best_cost if cfg.return_best else cost[:, 0]).cpu()
         mu, sigma, kept = elite.mean(1), elite.std(1), elite[:, :cfg.keep_elites]
-    final = _cost(model, context, goal, mu, objective)
+    final = _cost(model, context, goal, _held(mu, fs), objective)
     if cfg.return_best:
         final, mu = torch.minimum(final, best_cost), torch.where((final <= best_cost)[:, None, None], mu, best)
     trace[:, -1] = final.cpu()
-    return Plan(mu, trace, final.cpu())
+    return Plan(_held(mu, fs), trace, final.cpu())
 
 
 def gd(model: WorldModel, context: Latents, goal: Latents, horizon: int, objective: Objective,

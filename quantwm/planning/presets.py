@@ -63,7 +63,8 @@ def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, sample
                  budget: int | None = None, replan_every: int | None = None, warm_start: bool | None = None,
                  noise_beta: float | None = None, action_clip: float | None = None, keep_elites: int | None = None,
                  return_best: bool | None = None, objective_frames: str | None = None,
-                 objective_base: float | None = None, replan_opt_steps: int | None = None) -> PlannerSpec:
+                 objective_base: float | None = None, replan_opt_steps: int | None = None,
+                 hold: bool | None = None) -> PlannerSpec:
     """The ``PlannerSpec`` of ``planner`` on ``env`` under ``preset``; given values override it."""
     if preset not in PRESETS:
         raise ValueError(f"unknown planner preset {preset!r}; valid: {', '.join(PRESETS)}")
@@ -79,7 +80,7 @@ def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, sample
     p = PRESETS[preset][env]
     cem = replace(p.cem, **{k: given[k] for k in ("samples", "topk", "opt_steps") if given[k] is not None},
                   **{k: v for k, v in (("noise_beta", noise_beta), ("action_clip", action_clip), ("keep_elites", keep_elites),
-                                       ("return_best", return_best)) if v is not None})
+                                       ("return_best", return_best), ("hold", hold)) if v is not None})
     if cem.topk > cem.samples:
         raise ValueError(f"topk ({cem.topk}) must not exceed samples ({cem.samples})")
     gd = replace(p.gd, **({"opt_steps": opt_steps} if opt_steps is not None else {}))
