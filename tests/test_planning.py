@@ -239,7 +239,8 @@ def test_replan_opt_steps_apply_to_warm_started_replans_only(wall_model: WorldMo
     run_episodes(wall_model, "wall", make_eval_episodes("wall", 2, 1),
                  PlannerSpec(cem_cfg, horizon=4, replan_every=1, max_steps=3, replan_opt_steps=1), batch_size=2)
     assert steps == [(3, False)] * 3
-    assert planner_spec("wall", "mpc", replan_opt_steps=2).replan_opt_steps == 2
+    assert (planner_spec("wall", "mpc").replan_opt_steps, planner_spec("pusht", "mpc").replan_opt_steps) == (2, None)
+    assert planner_spec("wall", "mpc", replan_opt_steps=3).replan_opt_steps == 3
     with pytest.raises(ValueError, match="replan_opt_steps must be >= 1"):
         planner_spec("wall", "mpc", replan_opt_steps=0)
 
