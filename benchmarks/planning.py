@@ -4,7 +4,8 @@ Prints, per environment:
   (a) rollout throughput of quantwm's rollout versus a reference rollout written the way DINO-WM's
       planner does it (one episode at a time, the context frame repeated and encoded for every
       sample, the whole history window recomputed with all its outputs at every step), the max
-      output difference, both rollouts' FLOPs, and the ceiling of any exact fp32 rollout: quantwm's
+      output difference (and each rollout's distance from the reference computed in float64, the
+      float32 rounding both carry), both rollouts' FLOPs, and the ceiling of any exact fp32 rollout: quantwm's
       FLOPs done at the matmul peak of (c), as a multiple of the reference's time;
   (b) CEM plan time and MPC-episode time at the quick and paper presets;
   (c) predictor forward at batch 300: achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode)
@@ -22,6 +23,7 @@ Timings are medians of ``--repeats`` runs. Usage:
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import resource
 import statistics
@@ -182,11 +184,15 @@ def rollout_section(b: Bench) -> None:
             ours = project_rollout(model, frames, proprio, actions)
         f_ours = counter.get_total_flops()
         diff = (ref - ours).abs().max().item()
+        exact = reference_rollout(copy.deepcopy(model).double(), frames, proprio.double(), actions.double())
+        ref_err, ours_err = ((x - exact).abs().max().item() for x in (ref, ours))
         t_ref = median_time(lambda: reference_rollout(model, frames, proprio, actions), reps, dev)
         t_ours = median_time(lambda: project_rollout(model, frames, proprio, actions), reps, dev)
     n_roll = EPISODES * samples
     print(f"(a) rollout of {EPISODES} episodes x {samples} samples x {horizon} steps: reference {n_roll / t_ref:.0f} rollouts/s, "
-          f"quantwm {n_roll / t_ours:.0f} rollouts/s: {t_ref / t_ours:.2f}x; max |difference| {diff:.2e}")
+          f"quantwm {n_roll / t_ours:.0f} rollouts/s: {t_ref / t_ours:.2f}x; max |difference| {diff:.2e} (largest value "
+          f"{ref.abs().max().item():.2f}); float32 rounding: max |reference - float64 reference| {ref_err:.2e}, "
+          f"|quantwm - float64 reference| {ours_err:.2e}")
     print(f"(a) FLOPs: reference {f_ref / 1e9:.1f} GFLOP at {f_ref / t_ref / 1e9:.1f} GFLOP/s "
           f"({100 * f_ref / t_ref / 1e9 / b.peak:.0f} % of the {b.peak:.1f} GFLOP/s peak), quantwm {f_ours / 1e9:.1f} GFLOP at "
           f"{f_ours / t_ours / 1e9:.1f} GFLOP/s; ceiling of an exact fp32 rollout (quantwm's FLOPs at the peak): "

@@ -1,6 +1,7 @@
 """World-model classes: DINOv2 layout, frame-causal predictor, rollout semantics, checkpoints."""
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -187,3 +188,16 @@ def test_cached_prefix_extension_equals_full_forward():
     assert cache.tokens == 12
     with pytest.raises(ValueError, match="already holds 12 tokens"):
         pred(x, cache=cache)
+
+
+def test_a_float64_copy_encodes_frames_in_float64() -> None:
+    """Frames follow the model's dtype (benchmarks/planning.py measures float32 rounding against a float64 copy)."""
+    torch.manual_seed(0)
+    model = WorldModel(tiny_config()).eval()
+    frames = torch.randint(0, 256, (2, 1, 32, 32, 3), dtype=torch.uint8)
+    proprio = torch.randn(2, 1, model.cfg.proprio_dim)
+    with torch.inference_mode():
+        lat32 = model.encode_obs(frames, proprio)
+        lat64 = copy.deepcopy(model).double().encode_obs(frames, proprio.double())
+    assert lat64.visual.dtype == torch.float64
+    torch.testing.assert_close(lat64.visual.float(), lat32.visual, atol=1e-5, rtol=1e-5)

@@ -110,7 +110,7 @@ class WorldModel(nn.Module):
     # ---- observations -------------------------------------------------------------------
     def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (..., H, W, 3) -> float (N, 3, S, S) in [-1, 1], N = prod(...), S = encoder size."""
-        x = frames.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2).to(self.action_mean.device, torch.float32)
+        x = frames.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2).to(self.action_mean)  # the model's device and float dtype
         x = x / 127.5 - 1.0
         size = self.cfg.encoder.img_size
         if x.shape[-1] != size or x.shape[-2] != size:
