@@ -227,7 +227,9 @@ def preset_section(b: Bench) -> None:
             p = plan_seconds(b.model, b.env, preset, b.start, b.goal, max(1, reps // 2) if preset == "paper" else reps, b.args.device)
             spec = planner_spec(b.env, "mpc", preset=preset)
             n_mpc = EPISODES if preset == "quick" else b.args.paper_mpc_episodes
-            line = f"(b) {preset}: {spec.optimizer}, horizon {spec.horizon}, replan every {spec.replan_every}, budget {spec.max_steps}: plan {p:.2f} s/episode"
+            warm = f" (warm-started, {spec.replan_opt_steps or spec.optimizer.opt_steps} steps)" if spec.warm_start else ""
+            line = (f"(b) {preset}: {spec.optimizer}, horizon {spec.horizon}, replan every {spec.replan_every}{warm}, "
+                    f"budget {spec.max_steps}: plan {p:.2f} s/episode")
             if n_mpc:
                 per_episode, success = mpc_seconds(b.model, b.env, preset, n_mpc)
                 line += f"; MPC {per_episode:.2f} s/episode ({n_mpc} episodes in one batch, success {success:.2f})"
