@@ -45,7 +45,7 @@ from quantwm.experiment import calibrate, evaluate, load_model  # noqa: E402
 from quantwm.models import Latents, WorldModel  # noqa: E402
 from quantwm.planning import planner_spec  # noqa: E402
 from quantwm.planning.optimizers import cem  # noqa: E402
-from quantwm.quant import ActQuant, GroupQuant, QuantConfig, WeightQuant, quantize  # noqa: E402
+from quantwm.quant import ActQuant, Calibration, GroupQuant, QuantConfig, WeightQuant, quantize  # noqa: E402
 from quantwm.quant.real import RealQuantConfig, realize  # noqa: E402
 from quantwm.runtime import configure_runtime  # noqa: E402
 
@@ -168,6 +168,11 @@ class Bench:
     def peak(self) -> float:
         return matmul_peak(self.args.device, self.args.repeats)
 
+    @functools.cached_property
+    def calibration(self) -> Calibration:
+        """Predictor inputs from the FP model's MPC on calibration episodes, shared by (d) and (f)."""
+        return calibrate(self.model, self.env, ("predictor",), size=64, seed=0, episodes=2, budget=2)
+
 
 def rollout_section(b: Bench) -> None:
     """(a) rollout throughput, and the most an exact fp32 rollout could gain: quantwm's FLOPs at the matmul peak."""
@@ -239,7 +244,7 @@ def preset_section(b: Bench) -> None:
 def quant_section(b: Bench) -> None:
     """(d) quantized / FP plan time."""
     model, env, dev, reps = b.model, b.env, b.args.device, b.args.repeats
-    cal = calibrate(model, env, ("predictor",), size=64, seed=0, episodes=2, budget=2)
+    cal = b.calibration
     with torch.inference_mode():
         fp = plan_seconds(model, env, "quick", b.start, b.goal, reps, dev)
         for name, cfg in (("W4A16 g32 fake", W4A16), ("W8A8 fake", W8A8)):
@@ -254,8 +259,7 @@ def quant_section(b: Bench) -> None:
 
 def experiment_section(b: Bench) -> None:
     """(f) the quick preset's FP + quantized experiment, as ``quantwm eval`` runs it."""
-    cal = calibrate(b.model, b.env, ("predictor",), size=64, seed=0, episodes=2, budget=2)
-    q = quantize(b.model, W4A16, cal)
+    q = quantize(b.model, W4A16, b.calibration)
     t0 = time.perf_counter()
     fp_res = evaluate(b.model, b.env, "mpc", EPISODES, SEED, batch_size=EPISODES)
     q_res = evaluate(q, b.env, "mpc", EPISODES, SEED, batch_size=EPISODES)
