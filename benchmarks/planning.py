@@ -16,7 +16,8 @@ Prints, per environment:
       and 10 with a W4 group-32 weight-only copy, through ``experiment.evaluate`` as
       ``quantwm eval`` runs it.
 With ``--compile``, (c) also times ``torch.compile`` of the predictor (first call and steady state).
-Timings are medians of ``--repeats`` runs. Usage:
+Timings are medians of ``--repeats`` runs; the speed ratios of (a) and (d) are medians of ratios taken
+within rounds that run each compared function once, alternating their order. Usage:
   python benchmarks/planning.py [--env wall pusht] [--threads 2] [--device cpu] [--paper-mpc-episodes 1] [--compile]
                                 [--sections a c b d f]
 """
@@ -55,16 +56,40 @@ W4A16 = QuantConfig(predictor=GroupQuant(WeightQuant(4, granularity="group", gro
 W8A8 = QuantConfig(predictor=GroupQuant(WeightQuant(8), ActQuant(8, granularity="per_token")))
 
 
-def median_time(fn: Callable[[], object], repeats: int, device: str) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run."""
+def timer(fn: Callable[[], object], device: str) -> Callable[[], float]:
+    """A function that runs ``fn`` once and returns its wall time (synchronising a GPU)."""
     def run() -> float:
         start = time.perf_counter()
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
+    return run
+
+
+def median_time(fn: Callable[[], object], repeats: int, device: str) -> float:
+    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run."""
+    run = timer(fn, device)
     run()
     return statistics.median(run() for _ in range(repeats))
+
+
+def interleaved_times(fns: dict[str, Callable[[], object]], repeats: int, device: str) -> dict[str, tuple[float, float]]:
+    """{name: (median wall time, median ratio to the first function's time in the same round)}.
+
+    Each round runs every function once, the order reversed every other round, so drifts of a
+    shared machine's speed (seconds to minutes long) hit all of them alike and the ratios, taken
+    within one round, do not carry them. One warm-up round first.
+    """
+    runs = {name: timer(fn, device) for name, fn in fns.items()}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(repeats + 1):
+        for name in (list(runs) if r % 2 else list(runs)[::-1]):
+            t = runs[name]()
+            if r:
+                times[name].append(t)
+    base = times[next(iter(fns))]
+    return {name: (statistics.median(ts), statistics.median(t / b for t, b in zip(ts, base))) for name, ts in times.items()}
 
 
 def observations(model: WorldModel, env: str, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -135,15 +160,15 @@ def matmul_peak(device: str, repeats: int) -> float:
     return best
 
 
-def plan_seconds(model: WorldModel, env: str, preset: str, start: Latents, goal: Latents, repeats: int, device: str) -> float:
-    """One CEM plan (MPC's first plan) for all episodes at once, per episode."""
+def plan_fn(model: WorldModel, env: str, preset: str, start: Latents, goal: Latents) -> Callable[[], None]:
+    """One CEM plan (MPC's first plan) for all episodes at once."""
     spec = planner_spec(env, "mpc", preset=preset)
     n = start.visual.shape[0]
 
     def plan() -> None:
         gens = [torch.Generator().manual_seed(i) for i in range(n)]
         cem(model, start, goal, spec.horizon, spec.objective, gens, spec.optimizer)
-    return median_time(plan, repeats, device) / n
+    return plan
 
 
 def mpc_seconds(model: WorldModel, env: str, preset: str, episodes: int) -> tuple[float, float]:
@@ -191,11 +216,12 @@ def rollout_section(b: Bench) -> None:
         diff = (ref - ours).abs().max().item()
         exact = reference_rollout(copy.deepcopy(model).double(), frames, proprio.double(), actions.double())
         ref_err, ours_err = ((x - exact).abs().max().item() for x in (ref, ours))
-        t_ref = median_time(lambda: reference_rollout(model, frames, proprio, actions), reps, dev)
-        t_ours = median_time(lambda: project_rollout(model, frames, proprio, actions), reps, dev)
+        times = interleaved_times({"reference": lambda: reference_rollout(model, frames, proprio, actions),
+                                   "quantwm": lambda: project_rollout(model, frames, proprio, actions)}, reps, dev)
+    (t_ref, _), (t_ours, ratio) = times["reference"], times["quantwm"]
     n_roll = EPISODES * samples
     print(f"(a) rollout of {EPISODES} episodes x {samples} samples x {horizon} steps: reference {n_roll / t_ref:.0f} rollouts/s, "
-          f"quantwm {n_roll / t_ours:.0f} rollouts/s: {t_ref / t_ours:.2f}x; max |difference| {diff:.2e} (largest value "
+          f"quantwm {n_roll / t_ours:.0f} rollouts/s: {1 / ratio:.2f}x; max |difference| {diff:.2e} (largest value "
           f"{ref.abs().max().item():.2f}); float32 rounding: max |reference - float64 reference| {ref_err:.2e}, "
           f"|quantwm - float64 reference| {ours_err:.2e}")
     print(f"(a) FLOPs: reference {f_ref / 1e9:.1f} GFLOP at {f_ref / t_ref / 1e9:.1f} GFLOP/s "
@@ -229,7 +255,8 @@ def preset_section(b: Bench) -> None:
     reps = b.args.repeats
     with torch.inference_mode():
         for preset in ("quick", "paper"):
-            p = plan_seconds(b.model, b.env, preset, b.start, b.goal, max(1, reps // 2) if preset == "paper" else reps, b.args.device)
+            plan = plan_fn(b.model, b.env, preset, b.start, b.goal)
+            p = median_time(plan, max(1, reps // 2) if preset == "paper" else reps, b.args.device) / b.start.visual.shape[0]
             spec = planner_spec(b.env, "mpc", preset=preset)
             n_mpc = EPISODES if preset == "quick" else b.args.paper_mpc_episodes
             warm = f" (warm-started, {spec.replan_opt_steps or spec.optimizer.opt_steps} steps)" if spec.warm_start else ""
@@ -245,16 +272,17 @@ def quant_section(b: Bench) -> None:
     """(d) quantized / FP plan time."""
     model, env, dev, reps = b.model, b.env, b.args.device, b.args.repeats
     cal = b.calibration
+    models = {"FP": model, "W4A16 g32 fake": quantize(model, W4A16, cal), "W8A8 fake": quantize(model, W8A8, cal)}
+    kernels = ""
+    if dev == "cpu":
+        real = realize(model, RealQuantConfig("w8a8"), cal)
+        kernels = ", ".join(sorted(set(real.report["kernel"])))
+        models["real int8"] = real.model
     with torch.inference_mode():
-        fp = plan_seconds(model, env, "quick", b.start, b.goal, reps, dev)
-        for name, cfg in (("W4A16 g32 fake", W4A16), ("W8A8 fake", W8A8)):
-            q = quantize(model, cfg, cal)
-            print(f"(d) {name}: plan time {plan_seconds(q, env, 'quick', b.start, b.goal, reps, dev) / fp:.3f}x FP")
-        if dev == "cpu":
-            real = realize(model, RealQuantConfig("w8a8"), cal)
-            kernels = set(real.report["kernel"])
-            print(f"(d) real int8 (w8a8; predictor kernels: {', '.join(sorted(kernels))}): plan time "
-                  f"{plan_seconds(real.model, env, 'quick', b.start, b.goal, reps, dev) / fp:.3f}x FP")
+        times = interleaved_times({name: plan_fn(m, env, "quick", b.start, b.goal) for name, m in models.items()}, reps, dev)
+    for name, (_, ratio) in list(times.items())[1:]:
+        detail = f" (w8a8; predictor kernels: {kernels})" if name == "real int8" else ""
+        print(f"(d) {name}{detail}: plan time {ratio:.3f}x FP")
 
 
 def experiment_section(b: Bench) -> None:

@@ -34,6 +34,20 @@ def test_in_place_fake_quantize_equals_the_gradient_path_and_leaves_its_input_al
     assert graph.grad_fn is not None
 
 
+@pytest.mark.parametrize("bits", [8, 4, 2])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_own_range_skips_only_clamps_that_cannot_bind(symmetric, bits):
+    # dynamic ranges (the grid made from x's own min / max) skip the clamps that cannot bind; the
+    # values must equal the fully clamped grid's, including tokens whose maximum float rounding
+    # puts one level above qmax (about 1 in 200,000 8-bit tokens: this seed holds one)
+    x = torch.randn(200_000, 8, generator=torch.Generator().manual_seed(0)) * torch.rand(200_000, 1, generator=torch.Generator().manual_seed(1)) * 5
+    scale, zero = minmax_qparams(x.amin(-1, keepdim=True), x.amax(-1, keepdim=True), bits, symmetric)
+    full = fake_quantize(x, scale, zero, bits, symmetric)
+    assert torch.equal(fake_quantize(x, scale, zero, bits, symmetric, own_range=True), full)
+    if bits == 8 and not symmetric:
+        assert ((x / scale).round() + zero > 255).any()  # the one clamp kept does bind here
+
+
 def test_asymmetric_per_channel_hand_case():
     # row 0 in [0, 3]: 2 bits -> scale 1, zero 0; row 1 in [-1, 2] -> scale 1, zero 1
     w = torch.tensor([[0.0, 1.2, 3.0, 2.6], [-1.0, 0.4, 2.0, 0.6]])

@@ -49,7 +49,7 @@ class ActivationQuantizer(nn.Module):
             scale, zero = self.scale, self.zero
         else:
             scale, zero = minmax_qparams(*observed_range(x, self.spec.granularity), self.spec.bits, self.spec.symmetric)
-        return fake_quantize(x, scale, zero, self.spec.bits, self.spec.symmetric)
+        return fake_quantize(x, scale, zero, self.spec.bits, self.spec.symmetric, own_range=not self.static)
 
 
 def channels_last(x: torch.Tensor, channel_dim: int) -> torch.Tensor:

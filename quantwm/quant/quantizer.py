@@ -58,16 +58,28 @@ def minmax_qparams(lo: torch.Tensor, hi: torch.Tensor, bits: int, symmetric: boo
     return scale, _round(-lo / scale)
 
 
-def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, symmetric: bool) -> torch.Tensor:
+def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, symmetric: bool,
+                  own_range: bool = False) -> torch.Tensor:
     """Round ``x`` onto the grid and back: (...) -> (...) (scale / zero broadcast against x).
 
     Without gradients the steps run in place on the one new tensor ``x / scale``, and symmetric
     grids (zero point 0) skip adding and removing the zero point: the same values with a third of
-    the memory passes (this runs on every Linear input under activation quantization)."""
+    the memory passes (this runs on every Linear input under activation quantization).
+
+    ``own_range``: the grid was made by ``minmax_qparams`` from x's own min / max (dynamic
+    activation ranges), so x never passes the grid's lower end (rounding is monotone and
+    symmetric: round(x / s) >= round(lo / s) = -zero) and a symmetric grid's ends are never passed
+    either (|x / s| <= qmax up to float rounding, which rounds back to qmax). Only the upper end of
+    an asymmetric grid can bind, where float rounding of hi / s and -lo / s lands a token's maximum
+    one level above qmax. The clamps that cannot bind are skipped, and the zero point is never
+    added: min(round(x / s), qmax - zero) * s, the same values in two fewer memory passes.
+    """
     qmin, qmax = integer_range(bits, symmetric)
     if x.requires_grad or scale.requires_grad:
         return (torch.clamp(_round(x / scale) + zero, qmin, qmax) - zero) * scale
     q = (x / scale).round_()
+    if own_range:
+        return q.mul_(scale) if symmetric else torch.minimum(q, qmax - zero, out=q).mul_(scale)
     if symmetric:
         return q.clamp_(qmin, qmax).mul_(scale)
     return q.add_(zero).clamp_(qmin, qmax).sub_(zero).mul_(scale)
