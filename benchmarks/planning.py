@@ -10,7 +10,8 @@ Prints, per environment:
   (b) CEM plan time and MPC-episode time at the quick and paper presets;
   (c) predictor forward at batch 300: achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode)
       against the measured fp32 matmul peak of this machine (best sgemm over a few sizes);
-  (d) quantized / FP plan-time ratio: W4A16 group-32 and W8A8 fake quant (RTN) and real int8;
+  (d) quantized / FP plan-time ratio: W4A16 group-32 and W8A8 fake quant (RTN; activations
+      per-token dynamic, and per-tensor static from the calibration) and real int8;
   (e) peak memory (process max RSS; CUDA max allocated on a GPU);
   (f) the quick preset's 10-episode FP + quantized experiment: 10 MPC episodes with the FP model
       and 10 with a W4 group-32 weight-only copy, through ``experiment.evaluate`` as
@@ -54,6 +55,7 @@ SEED = 99
 EPISODES = 10
 W4A16 = QuantConfig(predictor=GroupQuant(WeightQuant(4, granularity="group", group_size=32)))
 W8A8 = QuantConfig(predictor=GroupQuant(WeightQuant(8), ActQuant(8, granularity="per_token")))
+W8A8_STATIC = QuantConfig(predictor=GroupQuant(WeightQuant(8), ActQuant(8, granularity="per_tensor")))
 
 
 def timer(fn: Callable[[], object], device: str) -> Callable[[], float]:
@@ -272,7 +274,8 @@ def quant_section(b: Bench) -> None:
     """(d) quantized / FP plan time."""
     model, env, dev, reps = b.model, b.env, b.args.device, b.args.repeats
     cal = b.calibration
-    models = {"FP": model, "W4A16 g32 fake": quantize(model, W4A16, cal), "W8A8 fake": quantize(model, W8A8, cal)}
+    models = {"FP": model, "W4A16 g32 fake": quantize(model, W4A16, cal), "W8A8 fake": quantize(model, W8A8, cal),
+              "W8A8 per-tensor static fake": quantize(model, W8A8_STATIC, cal)}
     kernels = ""
     if dev == "cpu":
         real = realize(model, RealQuantConfig("w8a8"), cal)

@@ -201,3 +201,27 @@ def test_a_float64_copy_encodes_frames_in_float64() -> None:
         lat64 = copy.deepcopy(model).double().encode_obs(frames, proprio.double())
     assert lat64.visual.dtype == torch.float64
     torch.testing.assert_close(lat64.visual.float(), lat32.visual, atol=1e-5, rtol=1e-5)
+
+
+def test_inference_batches_run_in_cache_blocks_with_the_same_outputs(monkeypatch):
+    """Over the block budget an inference batch runs in equal blocks of samples: the outputs equal
+    one-block outputs, and hooks on the predictor (calibration capture) still see one call."""
+    import quantwm.models.predictor as predictor_module
+
+    torch.manual_seed(2)
+    pred = ViTPredictor(4, 3, 24, PredictorConfig(depth=3, heads=2, dim_head=8, mlp_dim=32, dropout=0.0, emb_dropout=0.0)).eval()
+    x = torch.randn(10, 12, 24)
+    with torch.no_grad():
+        whole = pred(x, newest_only=True)
+        blocks, calls = [], []
+        run = pred.run
+        monkeypatch.setattr(pred, "run", lambda b, *a: blocks.append(b.shape[0]) or run(b, *a))
+        pred.register_forward_pre_hook(lambda _m, args: calls.append(args[0].shape[0]))
+        monkeypatch.setitem(predictor_module.BLOCK_VALUES, "cpu", 3 * 12 * 24)
+        blocked = pred(x, newest_only=True)
+    assert blocks == [3, 3, 3, 1] and calls == [10]
+    assert (blocked - whole).abs().max().item() < 1e-6
+    assert ViTPredictor.block_rows(torch.empty(10, 12, 24, device="meta")) == 10  # devices without a budget: one block
+    blocks.clear()
+    pred(x, newest_only=True)  # with gradients (training): one block
+    assert blocks == [10]

@@ -16,6 +16,14 @@ from torch import nn
 
 from quantwm.models.attention import ScaledDotProductAttention
 
+# Cache blocking of inference batches, per device type: the batch runs through the transformer in
+# equal blocks of samples holding at most this many residual-stream values (samples x tokens x
+# dim; 2^20 fp32 values = 4 MiB), so each block's activations stay in the CPU's caches through
+# all layers. Measured on the shipped PushT model (3-frame windows, 2 threads): 6-13 % faster
+# forwards at 300-1000 samples; Wall's 16-token windows gain little and are not split at 300
+# samples, where splitting cost 4 %. GPUs take the whole batch. Exact: samples never interact.
+BLOCK_VALUES: dict[str, int] = {"cpu": 1 << 20}
+
 
 class PredictorCache:
     """Every layer's [keys, values] (B, heads, tokens, dim_head) of the first ``tokens`` tokens of
@@ -136,12 +144,21 @@ class ViTPredictor(nn.Module):
         and the cache is extended to all N tokens.
 
         Positions restart at 0 for every sequence (``pos_embedding[:, :N]``), as in DINO-WM.
+        Without gradients or a cache, large batches run in cache blocks (``BLOCK_VALUES``).
         """
         n = x.shape[1]
         if n % self.num_patches or n > self.pos_embedding.shape[1]:
             raise ValueError(
                 f"predictor takes up to {self.num_frames} frames of {self.num_patches} tokens, got {n} tokens"
             )
+        rows = self.block_rows(x) if cache is None and not torch.is_grad_enabled() else x.shape[0]
+        if rows < x.shape[0]:  # hooks on the predictor still see one call with the whole batch
+            return torch.cat([self.run(block, newest_only) for block in x.split(rows)])
+        return self.run(x, newest_only, cache)
+
+    def run(self, x: torch.Tensor, newest_only: bool = False, cache: PredictorCache | None = None) -> torch.Tensor:
+        """``forward`` on the batch as one block (x checked by ``forward``)."""
+        n = x.shape[1]
         m = 0 if cache is None else cache.tokens
         if m >= n:
             raise ValueError(f"the cache already holds {m} tokens; the sequence has {n}")
@@ -150,3 +167,12 @@ class ViTPredictor(nn.Module):
         if cache is not None:
             cache.tokens = n
         return out
+
+    @staticmethod
+    def block_rows(x: torch.Tensor) -> int:
+        """Samples per cache block of the batch x (B, N, dim) on its device (BLOCK_VALUES); B: one block."""
+        budget = BLOCK_VALUES.get(x.device.type)
+        if budget is None:
+            return x.shape[0]
+        blocks = -(-x.numel() // budget)
+        return -(-x.shape[0] // blocks)
