@@ -99,7 +99,7 @@ def test_plans_of_an_eval_record_replay_from_their_start_states_into_training(wa
     assert np.allclose(meta["config"]["action_std"], scripted.actions.std(0) + 1e-6)
 
 
-def test_preset_overrides_change_the_model_and_are_checked_on_resume(wall_data: Path, tmp_path: Path) -> None:
+def test_preset_overrides_change_the_model_and_are_checked_on_resume(wall_data: Path, tmp_path: Path, monkeypatch) -> None:
     wide = presets_module.get_preset("wall", ("predictor.depth=2", "predictor_lr=2e-3", "proprio_loss_weight=1"))
     base = presets_module.PRESETS["wall"]
     assert (wide.predictor.depth, wide.predictor_lr, wide.proprio_loss_weight) == (2, 2e-3, 1.0)
@@ -113,5 +113,16 @@ def test_preset_overrides_change_the_model_and_are_checked_on_resume(wall_data: 
     cfg = replace(_cfg(wall_data, tmp_path), preset_overrides=("predictor.depth=2",))
     meta = json.loads(train(cfg, echo=lambda s: None).read_text())
     assert meta["config"]["predictor"]["depth"] == 2 and meta["training"]["preset_overrides"] == ["predictor.depth=2"]
+    with pytest.raises(ValueError, match=r"another training preset \(predictor.depth: run 2 -> now 4\)"):
+        Trainer(_cfg(wall_data, tmp_path))
+    Trainer(replace(cfg, preset_overrides=("predictor.depth=02",)))  # the same preset, spelt otherwise, resumes
+    # a preset edited between sittings is caught too (the overrides alone would match)
+    monkeypatch.setitem(presets_module.PRESETS, "wall", replace(presets_module.PRESETS["wall"], predictor_lr=1e-3))
+    with pytest.raises(ValueError, match=r"predictor_lr: run 0.002 -> now 0.001"):
+        Trainer(cfg)
+    # states saved before the resolved preset was stored are checked by their overrides
+    state = torch.load(cfg.run_dir / "state.pt", weights_only=False)
+    del state["state"]["preset"]
+    torch.save(state, cfg.run_dir / "state.pt")
     with pytest.raises(ValueError, match=r"holds a run with preset overrides \['predictor.depth=2'\], not \[\]"):
         Trainer(_cfg(wall_data, tmp_path))

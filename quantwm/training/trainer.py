@@ -22,7 +22,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -107,6 +107,18 @@ def _in_eval_mode(method: Callable[["Trainer"], dict[str, float]]) -> Callable[[
     return wrapper
 
 
+def preset_changes(made: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    """"FIELD: RUN's value -> now VALUE" for every (dotted, nested) field of two ``asdict`` presets that differs."""
+    out = []
+    for key in sorted(made.keys() | now.keys()):
+        a, b = made.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += preset_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: run {a!r} -> now {b!r}")
+    return out
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
@@ -139,7 +151,8 @@ class Trainer:
         self.model.to(self.device)
         self.pixel_head.to(self.device)
         self.state: dict[str, Any] = {"phase": PHASES[0], "step": 0, "elapsed_s": 0.0, "log": [], "opt": None,
-                                      "train_episodes": self.train.n_episodes, "preset_overrides": list(cfg.preset_overrides)}
+                                      "train_episodes": self.train.n_episodes, "preset_overrides": list(cfg.preset_overrides),
+                                      "preset": asdict(self.preset)}
         self._latents: dict[str, torch.Tensor] = {}  # frozen-encoder latents per split, (N, P, E)
         self._mean_frame: torch.Tensor | None = None  # (1, 3, S, S), for the foreground weighting
         self._state_path = cfg.run_dir / "state.pt"
@@ -149,10 +162,14 @@ class Trainer:
             if trained_on != self.train.n_episodes:
                 raise ValueError(f"{cfg.run_dir} holds a run on {trained_on} training episodes, {cfg.data_dir} now has "
                                  f"{self.train.n_episodes}: pass a new --run-dir (or delete that one) to train on this data")
-            made_with = saved["state"].get("preset_overrides", [])
-            if made_with != list(cfg.preset_overrides):
-                raise ValueError(f"{cfg.run_dir} holds a run with preset overrides {made_with}, not {list(cfg.preset_overrides)}: "
-                                 "pass a new --run-dir (or delete that one)")
+            if "preset" in saved["state"]:  # the resolved preset: catches preset edits between sittings, not spellings
+                changed = preset_changes(saved["state"]["preset"], asdict(self.preset))
+                if changed:
+                    raise ValueError(f"{cfg.run_dir} holds a run made with another training preset ({'; '.join(changed)}): "
+                                     "pass a new --run-dir (or delete that one), or the same --set overrides")
+            elif saved["state"].get("preset_overrides", []) != list(cfg.preset_overrides):  # states before the preset was stored
+                raise ValueError(f"{cfg.run_dir} holds a run with preset overrides {saved['state'].get('preset_overrides', [])}, "
+                                 f"not {list(cfg.preset_overrides)}: pass a new --run-dir (or delete that one)")
             self.model.load_state_dict(saved["model"])
             self.pixel_head.load_state_dict(saved["pixel_head"])
             self.state = saved["state"]
