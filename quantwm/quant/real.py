@@ -1,7 +1,8 @@
 """Real int8 execution of world-model groups, the kernel chosen per device by measurement.
 
 Candidates per (device, mode): on CPU, W8A8 through torch.ao ``quantize_dynamic`` (fbgemm / x86:
-per-channel int8 weights, int8 activations quantized per tensor at run time) or torchao's
+per-channel int8 weights, int8 activations quantized per tensor at run time, over everything
+in one call: a sample's outputs depend on the batch it is in) or torchao's
 int8 dynamic-activation config; W8A16 through torchao's int8 weight-only config. On CUDA,
 torchao's configs. Every candidate is applied to a copy of each group and timed on the example
 inputs, interleaved with fp32; the fastest is used only if it beats fp32, otherwise the group
