@@ -205,23 +205,41 @@ def test_a_float64_copy_encodes_frames_in_float64() -> None:
 
 def test_inference_batches_run_in_cache_blocks_with_the_same_outputs(monkeypatch):
     """Over the block budget an inference batch runs in equal blocks of samples: the outputs equal
-    one-block outputs, and hooks on the predictor (calibration capture) still see one call."""
+    one-block outputs (with and without a key / value cache, and through a whole rollout), and
+    hooks on the predictor (calibration capture) still see one call."""
     import quantwm.models.predictor as predictor_module
+    from quantwm.models.predictor import PredictorCache
 
     torch.manual_seed(2)
     pred = ViTPredictor(4, 3, 24, PredictorConfig(depth=3, heads=2, dim_head=8, mlp_dim=32, dropout=0.0, emb_dropout=0.0)).eval()
     x = torch.randn(10, 12, 24)
     with torch.no_grad():
-        whole = pred(x, newest_only=True)
+        whole = pred(x)
         blocks, calls = [], []
         run = pred.run
         monkeypatch.setattr(pred, "run", lambda b, *a: blocks.append(b.shape[0]) or run(b, *a))
         pred.register_forward_pre_hook(lambda _m, args: calls.append(args[0].shape[0]))
-        monkeypatch.setitem(predictor_module.BLOCK_VALUES, "cpu", 3 * 12 * 24)
-        blocked = pred(x, newest_only=True)
-    assert blocks == [3, 3, 3, 1] and calls == [10]
-    assert (blocked - whole).abs().max().item() < 1e-6
-    assert ViTPredictor.block_rows(torch.empty(10, 12, 24, device="meta")) == 10  # devices without a budget: one block
+        monkeypatch.setitem(predictor_module.BLOCK_VALUES, "cpu", 3 * 12 * 24)  # 3 samples of a full window
+        assert (pred(x, newest_only=True) - whole[:, 8:]).abs().max().item() < 1e-6
+        assert blocks == [3, 3, 3, 1] and calls == [10]
+        cache = PredictorCache()  # blocks sized by the full window: every call splits the batch alike
+        for t in (4, 8, 12):
+            assert (pred(x[:, :t], cache=cache) - whole[:, t - 4 : t]).abs().max().item() < 1e-6
+        assert blocks[4:] == [3, 3, 3, 1] * 3 and len(cache.blocks) == 4 and not cache.layers and cache.tokens == 12
+        with pytest.raises(ValueError, match="already holds 12 tokens"):
+            pred(x, cache=cache)
+        with pytest.raises(ValueError, match="filled in 4 block"):
+            pred(x[:4, :8], cache=cache)  # another batch
+    assert ViTPredictor.block_rows(pred, torch.empty(10, 12, 24, device="meta")) == 10  # devices without a budget: one block
     blocks.clear()
     pred(x, newest_only=True)  # with gradients (training): one block
     assert blocks == [10]
+
+    cfg = tiny_config(num_hist=3)
+    m = WorldModel(cfg).eval()
+    lat = m.encode_obs(torch.randint(0, 256, (5, 1, 32, 32, 3), dtype=torch.uint8), torch.randn(5, 1, 4))
+    actions = torch.randn(5, 5, cfg.planner_action_dim)
+    with torch.no_grad():
+        one = m.rollout(lat, actions)
+        monkeypatch.setitem(predictor_module.BLOCK_VALUES, "cpu", 2 * 3 * cfg.encoder.num_patches * cfg.token_dim)
+        assert (m.rollout(lat, actions) - one).abs().max().item() < 1e-6

@@ -27,10 +27,12 @@ BLOCK_VALUES: dict[str, int] = {"cpu": 1 << 20}
 
 class PredictorCache:
     """Every layer's [keys, values] (B, heads, tokens, dim_head) of the first ``tokens`` tokens of
-    one sequence; filled and extended in place by ``ViTPredictor.forward(..., cache=...)``."""
+    one sequence; filled and extended in place by ``ViTPredictor.forward(..., cache=...)``. A batch
+    run in cache blocks keeps one PredictorCache per block in ``blocks`` instead."""
 
     def __init__(self) -> None:
         self.layers: list[list[torch.Tensor]] = []
+        self.blocks: list[PredictorCache] = []
         self.tokens = 0
 
 
@@ -144,17 +146,27 @@ class ViTPredictor(nn.Module):
         and the cache is extended to all N tokens.
 
         Positions restart at 0 for every sequence (``pos_embedding[:, :N]``), as in DINO-WM.
-        Without gradients or a cache, large batches run in cache blocks (``BLOCK_VALUES``).
+        Without gradients, large batches run in cache blocks (``BLOCK_VALUES``); a cache then holds
+        one cache per block, so a cache must be extended by calls on the same batch.
         """
         n = x.shape[1]
         if n % self.num_patches or n > self.pos_embedding.shape[1]:
             raise ValueError(
                 f"predictor takes up to {self.num_frames} frames of {self.num_patches} tokens, got {n} tokens"
             )
-        rows = self.block_rows(x) if cache is None and not torch.is_grad_enabled() else x.shape[0]
-        if rows < x.shape[0]:  # hooks on the predictor still see one call with the whole batch
-            return torch.cat([self.run(block, newest_only) for block in x.split(rows)])
-        return self.run(x, newest_only, cache)
+        rows = x.shape[0] if torch.is_grad_enabled() else self.block_rows(x)
+        if rows >= x.shape[0] and not (cache is not None and cache.blocks):
+            return self.run(x, newest_only, cache)
+        blocks = x.split(rows)  # hooks on the predictor still see one call with the whole batch
+        if cache is None:
+            return torch.cat([self.run(block, newest_only) for block in blocks])
+        if cache.layers or (cache.blocks and len(cache.blocks) != len(blocks)):
+            raise ValueError(f"the cache was filled in {len(cache.blocks) or 1} block(s); this call needs {len(blocks)} "
+                             "(the same batch, with or without gradients, as before)")
+        cache.blocks = cache.blocks or [PredictorCache() for _ in blocks]
+        out = torch.cat([self.run(block, newest_only, c) for block, c in zip(blocks, cache.blocks)])
+        cache.tokens = n
+        return out
 
     def run(self, x: torch.Tensor, newest_only: bool = False, cache: PredictorCache | None = None) -> torch.Tensor:
         """``forward`` on the batch as one block (x checked by ``forward``)."""
@@ -168,11 +180,12 @@ class ViTPredictor(nn.Module):
             cache.tokens = n
         return out
 
-    @staticmethod
-    def block_rows(x: torch.Tensor) -> int:
-        """Samples per cache block of the batch x (B, N, dim) on its device (BLOCK_VALUES); B: one block."""
+    def block_rows(self, x: torch.Tensor) -> int:
+        """Samples per cache block of the batch x (B, N, dim) on its device (BLOCK_VALUES), sized by
+        the full window (num_frames frames) so that every call of one rollout splits the batch the
+        same way and each block keeps its own key / value cache; B: one block."""
         budget = BLOCK_VALUES.get(x.device.type)
         if budget is None:
             return x.shape[0]
-        blocks = -(-x.numel() // budget)
+        blocks = -(-x.shape[0] * self.pos_embedding.shape[1] * x.shape[2] // budget)
         return -(-x.shape[0] // blocks)
