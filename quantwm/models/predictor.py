@@ -161,8 +161,8 @@ class ViTPredictor(nn.Module):
         if cache is None:
             return torch.cat([self.run(block, newest_only) for block in blocks])
         if cache.layers or (cache.blocks and len(cache.blocks) != len(blocks)):
-            raise ValueError(f"the cache was filled in {len(cache.blocks) or 1} block(s); this call needs {len(blocks)} "
-                             "(the same batch, with or without gradients, as before)")
+            raise ValueError(f"the cache was filled in {len(cache.blocks) or 1} block(s); this call needs {len(blocks)}: "
+                             "extend a cache only with calls on the same batch, all with or all without gradients")
         cache.blocks = cache.blocks or [PredictorCache() for _ in blocks]
         out = torch.cat([self.run(block, newest_only, c) for block, c in zip(blocks, cache.blocks)])
         cache.tokens = n
