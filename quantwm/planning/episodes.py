@@ -19,7 +19,9 @@ is a search failure (the optimiser did not find what the model would have prefer
 What the plans really score: after each plan is chosen (never while optimising, and never fed
 back), it is replayed in a separate copy of the env from the state it was planned at, and the
 frames it really produces are encoded and rated by the same objective (``plan_true_objectives``;
-the reference's likewise, ``reference_true_objective``). The gap between a plan's true and
+the reference's likewise, ``reference_true_objective``). The encoder that rates them is the
+``judge``'s (default: the planning model's own); a quantized model is judged by the full-precision
+encoder, so a quantized encoder never grades itself and both sides share one yardstick. The gap between a plan's true and
 imagined objective is how far the model was wrong about the plan it chose - the error the search
 exploited; a failure whose first plan really scores no worse than the reference is the
 objective's fault, not the model's (a perfect model would have chosen the same plan).
@@ -84,6 +86,9 @@ class EpisodeRecord:
     plan_true_objectives: list[float] = field(default_factory=list)  # per plan: objective of the frames it really produces
     reference_true_objective: float = math.nan  # objective of the frames the reference actions really produce
     frames: np.ndarray | None = field(default=None, repr=False)
+    # per plan, when recorded: the chosen plan's imagined latents, visual (H_k + 1, P, E) and proprio (H_k + 1, Ep)
+    imagined_visual: list[np.ndarray] | None = field(default=None, repr=False)
+    imagined_proprio: list[np.ndarray] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,10 +132,11 @@ def true_objectives(model: WorldModel, env: QuantWMEnv, starts: list[np.ndarray]
 
 
 def reference_objectives(model: WorldModel, env: QuantWMEnv, context: Latents, goal: Latents, episodes: list[EvalEpisode],
-                         horizon: int, objective: Objective) -> tuple[list[float], list[float]]:
+                         horizon: int, objective: Objective, judge: WorldModel | None = None,
+                         judge_goal: Latents | None = None) -> tuple[list[float], list[float]]:
     """Each episode's ``reference_actions`` from its start (``context``, ``goal``: Latents with
     leading dim E = len(episodes)) -> (the model's objective of them, their true objective, replayed
-    in ``env``), E floats each. A reference shorter than ``horizon`` planner steps is padded with
+    in ``env`` and rated by ``judge`` against ``judge_goal``, default the model and ``goal``), E floats each. A reference shorter than ``horizon`` planner steps is padded with
     zero env actions (waiting at the goal: exact for Wall, where a zero action does not move the
     dot); NaN for an episode without reference actions or with a longer one."""
     steps = horizon * model.cfg.frameskip
@@ -143,7 +149,8 @@ def reference_objectives(model: WorldModel, env: QuantWMEnv, context: Latents, g
         with torch.inference_mode():
             ctx, tgt = _rows(context, rows), _rows(goal, rows)
             cost = objective.cost(model, model.rollout(ctx, actions.to(ctx.visual.device)), tgt)
-        rated = true_objectives(model, env, [episodes[i].start_state for i in rows], padded, tgt, objective)
+        judge, judge_goal = (model, goal) if judge is None else (judge, judge_goal)
+        rated = true_objectives(judge, env, [episodes[i].start_state for i in rows], padded, _rows(judge_goal, rows), objective)
         for i, c, t in zip(rows, cost.tolist(), rated):
             imagined[i], true[i] = c, t
     return imagined, true
@@ -156,13 +163,18 @@ def _rows(lat: Latents, rows: list[int]) -> Latents:
 
 def run_episodes(model: WorldModel, env_name: str, episodes: list[EvalEpisode], spec: PlannerSpec,
                  batch_size: int = 1, record_frames: bool = False,
-                 progress: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
-    """Plan and execute ``episodes`` in batches of ``batch_size``; one record per episode, in order."""
+                 progress: Callable[[EpisodeRecord], None] | None = None, *, judge: WorldModel | None = None,
+                 record_latents: bool = False) -> list[EpisodeRecord]:
+    """Plan and execute ``episodes`` in batches of ``batch_size``; one record per episode, in order.
+
+    ``judge`` (default ``model``) encodes the real frames that rate plans' true objectives;
+    ``record_latents`` keeps each chosen plan's imagined latents (one extra rollout per plan)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     records: list[EpisodeRecord] = []
     for i in range(0, len(episodes), batch_size):
-        for rec in _run_batch(model, env_name, episodes[i : i + batch_size], spec, record_frames):
+        for rec in _run_batch(model, env_name, episodes[i : i + batch_size], spec, record_frames, judge or model,
+                              record_latents):
             records.append(rec)
             if progress is not None:
                 progress(rec)
@@ -170,13 +182,15 @@ def run_episodes(model: WorldModel, env_name: str, episodes: list[EvalEpisode], 
 
 
 def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], spec: PlannerSpec,
-               record_frames: bool) -> list[EpisodeRecord]:
+               record_frames: bool, judge: WorldModel, record_latents: bool) -> list[EpisodeRecord]:
     t_start = time.time()
     size = model.cfg.image_size
     envs = [make_env(env_name, render_size=size) for _ in episodes]
     obs = [env.reset(options={"state": ep.start_state})[0] for env, ep in zip(envs, episodes)]
     probe_env = make_env(env_name, render_size=size)  # shows the goals, and replays plans for their true objective
-    goal = encode_observations(model, [probe_env.reset(options={"state": ep.goal_state})[0] for ep in episodes])
+    goal_obs = [probe_env.reset(options={"state": ep.goal_state})[0] for ep in episodes]
+    goal = encode_observations(model, goal_obs)
+    judge_goal = goal if judge is model else encode_observations(judge, goal_obs)
     states = [[env.state] for env in envs]
     actions: list[list[np.ndarray]] = [[] for _ in episodes]
     frames = [[o["visual"]] for o in obs]
@@ -187,6 +201,7 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
     active = list(range(len(episodes)))
     rest = torch.zeros(len(episodes), 0, model.cfg.planner_action_dim)  # unexecuted planned actions, for warm starts
     reference, reference_true = [math.nan] * len(episodes), [math.nan] * len(episodes)
+    imagined: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in episodes]
     while active and steps_done < spec.max_steps:
         horizon = min(spec.horizon, spec.max_steps - steps_done) if spec.shrink_horizon else spec.horizon
         gens = [_plan_generator(episodes[i].seed, plan_index) for i in active]
@@ -198,11 +213,18 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
                 optimizer = replace(optimizer, opt_steps=spec.replan_opt_steps)
         context = encode_observations(model, [obs[i] for i in active])
         if plan_index == 0:
-            reference, reference_true = reference_objectives(model, probe_env, context, goal, episodes, horizon, spec.objective)
+            reference, reference_true = reference_objectives(model, probe_env, context, goal, episodes, horizon, spec.objective,
+                                                             judge, judge_goal)
         goal_active = _rows(goal, active)
         plan = optimize(model, context, goal_active, horizon, spec.objective, gens, optimizer, init)
         env_actions = model.denormalize_actions(plan.actions).cpu().numpy().astype(np.float64)
-        plan_true = true_objectives(model, probe_env, [envs[i].state for i in active], env_actions, goal_active, spec.objective)
+        plan_true = true_objectives(judge, probe_env, [envs[i].state for i in active], env_actions, _rows(judge_goal, active),
+                                    spec.objective)
+        if record_latents:
+            with torch.inference_mode():
+                lat = model.split(model.rollout(context, plan.actions))
+            for row, i in enumerate(active):
+                imagined[i].append((lat.visual[row].cpu().numpy(), lat.proprio[row].cpu().numpy()))
         n_exec = min(spec.replan_every, horizon, spec.max_steps - steps_done)
         if spec.warm_start:
             rest = torch.zeros(len(episodes), horizon - n_exec, rest.shape[2])
@@ -239,5 +261,7 @@ def _run_batch(model: WorldModel, env_name: str, episodes: list[EvalEpisode], sp
             wall_time_s=round(done_at[i] - t_start, 3), reference_objective=reference[i],
             plan_true_objectives=[p[4] for p in plans[i]], reference_true_objective=reference_true[i],
             frames=np.stack(frames[i]) if record_frames else None,
+            imagined_visual=[v for v, _ in imagined[i]] if record_latents else None,
+            imagined_proprio=[p for _, p in imagined[i]] if record_latents else None,
         ))
     return records
