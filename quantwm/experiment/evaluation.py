@@ -1,8 +1,7 @@
-"""The one place that wires environments, models and planners together for the CLI and the app."""
+"""Full-precision evaluation: load a world model, plan named episodes, calibration capture, episode videos."""
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from quantwm.analysis import failure_split
 from quantwm.envs import ENV_NAMES, make_env
 from quantwm.envs.episodes import make_eval_episodes
 from quantwm.models import OfficialCheckpoint, WorldModel, load_checkpoint, shipped_checkpoint
@@ -69,37 +69,8 @@ class EvalResult:
         }
 
     def reference_summary(self) -> dict[str, Any]:
-        """Why episodes failed, over those with reference actions (a path known to reach the goal
-        from the start), each failure counted once: *objective* when the first plan's frames, really
-        produced, score no worse than the reference's (even a perfect model would have chosen it);
-        else *model* when *some* plan was rated below the reference (the model believed a plan as
-        good as a real solution, and reality disagreed: MPC's first plan can be rated above the
-        reference while a later replan, from a dot pressed against a wall, is imagined through
-        it); else *search* (no plan the model rates as well as the reference was found). Also how
-        often the first plan was rated below the reference, and the median *optimism* of chosen
-        plans (true minus imagined objective) in failed and in successful episodes. Empty when no
-        episode has a reference."""
-        ref = [r for r in self.records if not math.isnan(r.reference_objective) and r.plan_objectives]
-        if not ref:
-            return {}
-        failed = [r for r in ref if not r.success]
-        objective = [r.plan_true_objectives[0] <= r.reference_true_objective for r in failed]
-        model = [not o and min(r.plan_objectives) < r.reference_objective for o, r in zip(objective, failed)]
-
-        def optimism(records: list[EpisodeRecord]) -> float | None:
-            gaps = [t - m for r in records for t, m in zip(r.plan_true_objectives, r.plan_objectives)]
-            return statistics.median(gaps) if gaps else None
-
-        return {
-            "episodes_with_reference": len(ref),
-            "first_plan_rated_below_reference": sum(r.plan_objectives[0] < r.reference_objective for r in ref) / len(ref),
-            "failures_objective_prefers_own_plan": sum(objective),
-            "failures_model_prefers_own_plan": sum(model),
-            "failures_search_missed_reference": len(failed) - sum(objective) - sum(model),
-            "median_reference_objective": statistics.median(r.reference_objective for r in ref),
-            "median_optimism_failed": optimism(failed),
-            "median_optimism_succeeded": optimism([r for r in ref if r.success]),
-        }
+        """Why episodes failed (objective / model / search), see ``quantwm.analysis.failure_split``."""
+        return failure_split([r.to_json() for r in self.records])
 
 
 def evaluate(model: WorldModel, env: str, planner: str, episodes: int, seed: int, *,
