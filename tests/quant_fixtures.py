@@ -1,6 +1,10 @@
-"""Tiny DINO-WM world models and calibration data shared by the quantization tests."""
+"""Tiny DINO-WM world models and calibration data shared by the quantization tests, and the
+autouse ``one_thread`` fixture every quantization test module imports."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 import torch
 
 from quantwm.models import DecoderConfig, PredictorConfig, ViTConfig, WorldModel, WorldModelConfig
@@ -9,12 +13,23 @@ from quantwm.quant import Calibration
 NUM_HIST = 2
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Run each test on one torch thread and restore the count after. Float reduction order
+    depends on the thread count, so a module-level ``set_num_threads`` is not enough: a test
+    that calls ``configure_runtime`` (the CLI's) would reset it for every test that follows."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_world_model(seed: int = 0, outlier_channels: int = 2) -> WorldModel:
     """A 16-patch world model (encoder width 32, predictor width 52 = 32 + 10 + 10, heads of 16)
     made to look trained: heavy-tailed Linear weights (Student t, 5 dof; PyTorch's uniform init is
     the easiest case for min-max RTN) and LayerNorm gains boosted on a few channels so that
-    activations have outlier channels."""
-    torch.manual_seed(seed)
+    activations have outlier channels. Seeded in a forked global RNG: the caller's RNG state is
+    left as it was."""
     cfg = WorldModelConfig(
         env="test", image_size=32, num_hist=NUM_HIST, frameskip=1, action_dim=2, proprio_dim=2,
         encoder=ViTConfig(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, layerscale_init=0.1),
@@ -22,7 +37,9 @@ def tiny_world_model(seed: int = 0, outlier_channels: int = 2) -> WorldModel:
         decoder=DecoderConfig(channel=8, n_res_block=1, n_res_channel=4, upsample_stride=2, dec_stride=2),
         action_mean=(0.0, 0.0), action_std=(1.0, 1.0), proprio_mean=(0.0, 0.0), proprio_std=(1.0, 1.0),
     )
-    return make_trained_like(WorldModel(cfg).eval(), outlier_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make_trained_like(WorldModel(cfg).eval(), outlier_channels)
 
 
 @torch.no_grad()

@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from quantwm.quant import (
     ActQuant, GPTQConfig, GroupQuant, OmniQuantConfig, QuantConfig, RotationConfig, WeightQuant, quantize,
 )
-from tests.quant_fixtures import calibration_for, tiny_world_model
+from tests.quant_fixtures import calibration_for, one_thread, tiny_world_model  # noqa: F401  (one_thread: autouse)
 
-torch.set_num_threads(1)
 
 W4G = GroupQuant(WeightQuant(4, granularity="group", group_size=16), ActQuant(8, granularity="per_tensor"), attention_matmuls=True)
 
 
 @pytest.mark.parametrize("config", [
     QuantConfig(predictor=W4G, encoder=GroupQuant(WeightQuant(8, symmetric=False)), blocks=("predictor.blocks[1:]",),
-                method="gptq", method_config=GPTQConfig(act_order=True), calibration_size=32, seed=3),
+                method="gptq", method_config=GPTQConfig(act_order=True), max_layer_tokens=512, seed=3),
     QuantConfig(predictor=GroupQuant(WeightQuant("fp"), ActQuant(4, granularity="per_channel")), method="rotation",
                 method_config=RotationConfig(weight_method="gptq")),
     QuantConfig(decoder=GroupQuant(WeightQuant(3, granularity="per_tensor")), method="omniquant",
@@ -35,6 +33,15 @@ def test_defaults_and_fp_alias():
     shuffled = dict(reversed(list(d.items())))
     assert QuantConfig.from_dict(shuffled).key() == QuantConfig(predictor=W4G).key()  # independent of key order
     assert QuantConfig(predictor=W4G, seed=1).key() != QuantConfig(predictor=W4G).key()
+
+
+def test_calibration_size_is_not_a_quant_config_key():
+    # what to calibrate on belongs to the experiment layer; a stored config that still names it is refused
+    old = {**QuantConfig(predictor=W4G).to_dict(), "calibration_size": 64}
+    with pytest.raises(ValueError, match=r"unknown QuantConfig keys \['calibration_size'\]; valid: .*'max_layer_tokens'"):
+        QuantConfig.from_dict(old)
+    with pytest.raises(TypeError):
+        QuantConfig(predictor=W4G, calibration_size=64)
 
 
 @pytest.mark.parametrize("make, words", [

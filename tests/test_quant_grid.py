@@ -7,8 +7,7 @@ import torch
 from quantwm.quant import ActQuant, WeightQuant
 from quantwm.quant.modules import ActivationQuantizer
 from quantwm.quant.quantizer import fake_quantize, integer_range, minmax_qparams, quantize_weight, search_clip, to_groups
-
-torch.set_num_threads(1)
+from tests.quant_fixtures import one_thread  # noqa: F401  (autouse: one torch thread per test)
 
 
 def test_symmetric_per_tensor_hand_case():
@@ -24,7 +23,7 @@ def test_symmetric_per_tensor_hand_case():
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_in_place_fake_quantize_equals_the_gradient_path_and_leaves_its_input_alone(symmetric):
     # without gradients fake_quantize works in place on x / scale; with them it builds the graph
-    x = torch.randn(64, 48) * 3
+    x = torch.randn(64, 48, generator=torch.Generator().manual_seed(0)) * 3
     scale, zero = minmax_qparams(x.amin(-1, keepdim=True), x.amax(-1, keepdim=True), 4, symmetric)
     kept = x.clone()
     fast = fake_quantize(x, scale, zero, 4, symmetric)
@@ -77,8 +76,7 @@ def test_group_view_pads_by_repeating_row_end():
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize("spec_kw", [{"granularity": "per_tensor"}, {"granularity": "per_channel"}, {"granularity": "group", "group_size": 7}])
 def test_grid_properties(bits, symmetric, spec_kw):
-    torch.manual_seed(bits)
-    w = torch.randn(6, 30) * torch.linspace(0.1, 3, 30)
+    w = torch.randn(6, 30, generator=torch.Generator().manual_seed(bits)) * torch.linspace(0.1, 3, 30)
     spec = WeightQuant(bits, symmetric=symmetric, **spec_kw)
     q = quantize_weight(w, spec)
     groups = to_groups(q.dequant, spec)
@@ -116,15 +114,15 @@ def test_asymmetric_zero_point_is_exact_zero():
 
 
 def test_search_clip_lowers_weight_error_and_respects_output_weighting():
-    torch.manual_seed(0)
-    w = torch.randn(16, 64)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(16, 64, generator=g)
     w[:, 0] *= 6  # an outlier column
     spec = WeightQuant(3, granularity="per_channel")
     clip = search_clip(w, spec, torch.linspace(0.5, 1, 26))
     clipped = quantize_weight(w, spec, "omse", clip, clip).dequant
     assert (w - clipped).pow(2).sum() < (w - quantize_weight(w, spec).dequant).pow(2).sum()
     # output-error weighting (AWQ): the chosen ratios minimise dW H dW^T, beating both no clipping and OMSE's choice
-    x = torch.randn(256, 64) @ torch.randn(64, 64)
+    x = torch.randn(256, 64, generator=g) @ torch.randn(64, 64, generator=g)
     h = x.T @ x
     weighted = search_clip(w, spec, torch.linspace(0.5, 1, 26), h)
 

@@ -10,9 +10,7 @@ from quantwm.quant import (
 from quantwm.quant.methods.gptq import gptq_quantize
 from quantwm.quant.methods.rotation import random_hadamard
 from quantwm.quant.quantizer import quantize_weight
-from tests.quant_fixtures import calibration_for, tiny_world_model
-
-torch.set_num_threads(1)
+from tests.quant_fixtures import calibration_for, one_thread, tiny_world_model  # noqa: F401  (one_thread: autouse)
 
 
 def correlated_inputs(n: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -109,8 +107,11 @@ def test_omniquant_training_lowers_block_error(act_bits):
     cal = calibration_for(model, samples=8)
     settings = GroupQuant(WeightQuant(3, granularity="group", group_size=16), ActQuant(act_bits))
     errors = {}
-    for epochs in (0, 5):
-        cfg = OmniQuantConfig(epochs=epochs, batch_size=1, lwc_lr=5e-2, let_lr=5e-2)
+    # let_lr 1e-2, not 5e-2: at 5e-2 LET training under 6-bit activations was chaotic (inputs changed
+    # by 1e-6 relative, as a different thread count's float sums do, moved a unit's error ratio
+    # from 0.84 to 0.94); here it stays below 0.76 for model seeds 0..3 under such perturbations
+    for epochs in (0, 10):
+        cfg = OmniQuantConfig(epochs=epochs, batch_size=1, lwc_lr=5e-2, let_lr=1e-2)
         q = quantize(model, QuantConfig(predictor=settings, blocks=("predictor.blocks[0]",), method="omniquant", method_config=cfg), cal)
         log = q.quantization.log["omniquant"]
         assert len(log) == 2  # the block's Attention and FeedForward
@@ -120,8 +121,8 @@ def test_omniquant_training_lowers_block_error(act_bits):
         else:
             assert all(u["final_mse"] < 0.9 * u["initial_mse"] for u in log.values())
         errors[f"block{epochs}"] = _first_block_error(model, q, cal.inputs["predictor"][0][0])
-    assert errors[5] < 0.9 * errors[0]
-    assert errors["block5"] < 0.9 * errors["block0"]  # measured on the returned model, not the training log
+    assert errors[10] < 0.9 * errors[0]
+    assert errors["block10"] < 0.9 * errors["block0"]  # measured on the returned model, not the training log
 
 
 @torch.no_grad()

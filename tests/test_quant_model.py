@@ -9,9 +9,8 @@ import torch
 from quantwm.models.attention import ScaledDotProductAttention
 from quantwm.quant import ActQuant, GroupQuant, QuantConfig, WeightQuant, capture_calibration, quantize, sqnr_db
 from quantwm.quant.modules import ActivationQuantizer, QuantizedAttend, QuantizedLayer
-from tests.quant_fixtures import NUM_HIST, calibration_for, tiny_world_model
+from tests.quant_fixtures import NUM_HIST, calibration_for, one_thread, tiny_world_model  # noqa: F401  (one_thread: autouse)
 
-torch.set_num_threads(1)
 
 W4A8 = GroupQuant(WeightQuant(4, granularity="group", group_size=16), ActQuant(8, granularity="per_tensor"), attention_matmuls=True)
 
@@ -23,7 +22,6 @@ def test_fp_model_bit_identical_and_global_rng_untouched():
     x = cal.inputs["predictor"][0][0]
     with torch.no_grad():
         out_before = model.predictor(x)
-    torch.manual_seed(123)
     rng_before = torch.get_rng_state()
     for method in ("gptq", "rotation", "omniquant", "smoothquant"):
         quantize(model, QuantConfig(encoder=W4A8, predictor=W4A8, decoder=GroupQuant(WeightQuant(4)), method=method), cal)
@@ -65,7 +63,7 @@ def test_weight_only_forward_has_no_quantization_work(monkeypatch):
     calls = []
     monkeypatch.setattr("quantwm.quant.modules.fake_quantize", lambda *a: calls.append(1))
     monkeypatch.setattr("quantwm.quant.quantizer.fake_quantize", lambda *a: calls.append(1))
-    x = torch.randn(3, 52)
+    x = torch.randn(3, 52, generator=torch.Generator().manual_seed(0))
     assert torch.equal(layer(x), torch.nn.functional.linear(x, layer.layer.weight, layer.layer.bias))
     with torch.no_grad():
         q.predictor(cal.inputs["predictor"][0][0])
@@ -74,8 +72,8 @@ def test_weight_only_forward_has_no_quantization_work(monkeypatch):
 
 
 def test_quantized_attend_matches_fp_attention_and_quantizes():
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(2, 3, 8, 4) for _ in range(3))
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 8, 4, generator=g) for _ in range(3))
     mask = torch.tril(torch.ones(8, 8, dtype=torch.bool))
     fp = ScaledDotProductAttention()(q, k, v, mask)
     def quantizers(bits):
@@ -88,7 +86,8 @@ def test_quantized_attend_matches_fp_attention_and_quantizes():
 def test_capture_calibration_is_seeded_and_uses_real_calls():
     model = tiny_world_model()
     p, d = model.cfg.encoder.num_patches, model.cfg.token_dim
-    batches = [torch.randn(10, NUM_HIST * p, d) for _ in range(3)] + [torch.randn(5, p, d)]  # one shorter sequence
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randn(10, NUM_HIST * p, d, generator=g) for _ in range(3)] + [torch.randn(5, p, d, generator=g)]  # one shorter sequence
 
     def planning():
         with torch.no_grad():

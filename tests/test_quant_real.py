@@ -1,13 +1,15 @@
-"""Real int8 execution: measured path choice, visible fallbacks, accuracy."""
+"""Real int8 execution: measured path choice, visible fallbacks, accuracy, a quiet lazy torchao."""
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from quantwm.quant.real import RealQuantConfig, realize
-from tests.quant_fixtures import calibration_for, tiny_world_model
-
-torch.set_num_threads(1)
+from tests.quant_fixtures import calibration_for, one_thread, tiny_world_model  # noqa: F401  (one_thread: autouse)
 
 
 def test_realize_reports_every_layer_and_never_hides_a_slower_path():
@@ -40,3 +42,29 @@ def test_realize_rejects_bad_input():
         RealQuantConfig(mode="w4a16")
     with pytest.raises(ValueError, match="valid: encoder"):
         RealQuantConfig(groups=("planner",))
+
+
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter at the repository root (stdout, stderr captured)."""
+    return subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_importing_quantwm_leaves_torchao_unloaded_and_prints_nothing():
+    run = _run_python("import sys, quantwm.quant, quantwm.experiment; print('torchao' in sys.modules, end='')")
+    assert run.returncode == 0, run.stderr
+    assert (run.stdout, run.stderr) == ("False", "")
+
+
+def test_torchao_path_imports_torchao_quietly():
+    # importing torchao logs kernels that cannot load here (mxfp8, cutlass sm90a); the int8 path demotes them to DEBUG
+    run = _run_python(
+        "import sys\n"
+        "from quantwm.quant.real import RealQuantConfig, realize\n"
+        "from tests.quant_fixtures import calibration_for, tiny_world_model\n"
+        "model = tiny_world_model(outlier_channels=0)\n"
+        "result = realize(model, RealQuantConfig(mode='w8a16', repeats=1), calibration_for(model, samples=4))\n"
+        "print(any(p.startswith('torchao') for p in result.timings.path), 'torchao' in sys.modules, end='')"
+    )
+    assert run.returncode == 0, run.stderr
+    assert (run.stdout, run.stderr) == ("True True", "")

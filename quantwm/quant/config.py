@@ -2,10 +2,11 @@
 
 A ``QuantConfig`` names, per module group of the world model, the weight and activation
 quantization (``GroupQuant``), the PTQ method with its own frozen config, an optional block
-selection (``"predictor.blocks[2:]"``) and the calibration size and seed. Every check that does
-not need the model runs in ``__post_init__``; the model-dependent ones (block indices, group size
-versus layer width) run at the start of ``quantize``. Both raise ``ValueError`` naming the valid
-choices before any work starts.
+selection (``"predictor.blocks[2:]"``) and the seed of its random choices (row subsets, minibatch
+order). The calibration data is not part of it: ``quantize`` takes a ``Calibration``. Every check
+that does not need the model runs in ``__post_init__``; the model-dependent ones (block indices,
+group size versus layer width) run at the start of ``quantize``. Both raise ``ValueError`` naming
+the valid choices before any work starts.
 """
 from __future__ import annotations
 
@@ -143,12 +144,12 @@ class BlockSelection:
 
 @dataclass(frozen=True)
 class QuantConfig:
-    """One quantization experiment: per-group settings + method + block selection + calibration.
+    """One quantization setting: per-group settings + method + block selection.
 
     Groups left ``None`` stay full precision. ``blocks`` restricts a block group to the listed
     selections (all blocks when a group has none). ``method_config`` defaults to the method's
     default config. ``max_layer_tokens`` bounds the per-layer input rows kept for data-driven
-    methods and the layer report (a seeded random subset).
+    methods and the layer report (a random subset drawn with ``seed``).
     """
 
     encoder: GroupQuant | None = None
@@ -159,7 +160,6 @@ class QuantConfig:
     method: str = "rtn"
     method_config: Any = None
     blocks: tuple[str, ...] = ()
-    calibration_size: int = 64
     seed: int = 0
     max_layer_tokens: int = 4096
 
@@ -184,9 +184,8 @@ class QuantConfig:
         for selection in self.selections:
             if selection.group not in self.groups:
                 raise ValueError(f"block selection on {selection.group!r}, which is not quantized; quantized: {', '.join(self.groups)}")
-        for name, value in (("calibration_size", self.calibration_size), ("max_layer_tokens", self.max_layer_tokens)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.max_layer_tokens, int) or isinstance(self.max_layer_tokens, bool) or self.max_layer_tokens < 1:
+            raise ValueError(f"max_layer_tokens must be an integer >= 1, got {self.max_layer_tokens!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         entry.check(self)

@@ -4,8 +4,11 @@ Steps: resolve and validate the config against the model (nothing is copied befo
 deep-copy the model, let the method transform the copy (FP-equivalent rewrites such as smoothing
 or rotation, then one quantized weight per layer), replay calibration through the transformed
 copy for static activation ranges, swap every layer for a ``QuantizedLayer`` (and every selected
-``attend`` for a ``QuantizedAttend``), and measure each layer's output error on its calibration
-inputs. The FP model is never modified and the global RNG is never drawn from.
+``attend`` for a ``QuantizedAttend``), and measure each layer's output error on a seeded random
+subset of its inputs from every call (all samples, frames and tokens): inputs of a held-out
+``report_calibration`` when given (what a data-driven method was not fitted on), else of the
+calibration itself (in-sample: optimistic for GPTQ, AWQ, OmniQuant). The FP model is never
+modified and the global RNG is never drawn from.
 """
 from __future__ import annotations
 
@@ -19,12 +22,13 @@ import torch
 from torch import nn
 
 from quantwm.quant.calibration import (
-    Calibration, LayerInputs, collect_attention_ranges, collect_layer_inputs, collect_module_calls,
+    Calibration, Call, LayerInputs, collect_attention_ranges, collect_attention_samples, collect_layer_inputs,
+    collect_module_calls, sample_calls,
 )
 from quantwm.quant.config import QuantConfig
 from quantwm.quant.layout import Plan, Target, make_plan
 from quantwm.quant.methods import METHODS
-from quantwm.quant.modules import ActivationQuantizer, QuantizedAttend, QuantizedLayer
+from quantwm.quant.modules import ActivationQuantizer, QuantizedAttend, QuantizedLayer, channel_dim_of
 from quantwm.quant.quantizer import QuantizedWeight, weight_rows
 
 
@@ -63,16 +67,26 @@ class QuantSession:
 
 @dataclass
 class QuantSummary:
-    """Attached to a quantized model as ``.quantization``."""
+    """Attached to a quantized model as ``.quantization``. ``report_rows``: where the report's
+    layer errors were measured: ``"held-out"`` (a report calibration the method never saw) or
+    ``"in-sample"`` (the calibration it was fitted on, optimistic for data-driven methods)."""
 
     config: QuantConfig
     report: pd.DataFrame
     fp_bytes: int
     quantized_bytes: int
+    report_rows: str
     log: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def mean_sqnr_db(self) -> dict[str, float]:
+        """Mean layer SQNR (dB) per group over the layers with an error (finite SQNR), measured
+        where ``report_rows`` says; NaN for a group without one."""
+        finite = self.report[self.report["sqnr_db"].abs() != math.inf]
+        return {g: float(finite.loc[finite["group"] == g, "sqnr_db"].mean()) for g in self.report["group"].unique()}
 
-REPORT_ROWS = 512  # layer-report errors are measured on this many of each layer's calibration rows
+
+REPORT_ROWS = 2048  # at most this many input rows (tokens / positions) of a layer measure its report error
 
 
 def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
@@ -99,19 +113,32 @@ def _range(t: torch.Tensor) -> tuple[float, float]:
     return float(t.min()), float(t.max())
 
 
+def _check_groups(calibration: Calibration, config: QuantConfig, what: str) -> None:
+    missing = [g for g in config.groups if g not in calibration.inputs]
+    if missing:
+        raise ValueError(f"{what} has no inputs for {', '.join(missing)}; it has: {', '.join(calibration.inputs) or 'none'}")
+
+
 @torch.no_grad()
-def quantize(world_model: nn.Module, config: QuantConfig, calibration: Calibration, apply_quantization: bool = True) -> nn.Module:
+def quantize(
+    world_model: nn.Module, config: QuantConfig, calibration: Calibration, apply_quantization: bool = True, *,
+    report_calibration: Calibration | None = None,
+) -> nn.Module:
     """A fake-quantized deep copy of ``world_model`` per ``config``, calibrated on ``calibration``
     (inputs of every quantized group). The copy carries ``.quantization`` (a QuantSummary).
+
+    The report's layer errors are measured on at most ``REPORT_ROWS`` seeded random rows of each
+    layer's inputs from every call: under replay of ``report_calibration`` (held out, e.g. from
+    ``Calibration.split``) when given, else of ``calibration`` (in-sample).
 
     ``apply_quantization=False`` returns the method's FP-equivalent rewrite alone (smoothing,
     rotation with its online part), weights and activations left in full precision: it must
     reproduce the FP model up to float rounding.
     """
     make_plan(world_model, config)
-    missing = [g for g in config.groups if g not in calibration.inputs]
-    if missing:
-        raise ValueError(f"calibration has no inputs for {', '.join(missing)}; it has: {', '.join(calibration.inputs) or 'none'}")
+    _check_groups(calibration, config, "calibration")
+    if report_calibration is not None:
+        _check_groups(report_calibration, config, "report calibration")
     model = copy.deepcopy(world_model).eval()
     plan = make_plan(model, config)
     session = QuantSession(model, config, calibration, plan)
@@ -120,25 +147,52 @@ def quantize(world_model: nn.Module, config: QuantConfig, calibration: Calibrati
     if unquantized:
         raise RuntimeError(f"method {config.method!r} left layers unquantized: {unquantized}")
     inputs = session.layer_inputs()
-    rows = [_swap_layer(model, t, inputs[t.name], session, apply_quantization) for t in plan.targets.values()]
+    measured_on, where = (calibration, "in-sample") if report_calibration is None else (report_calibration, "held-out")
+    report_inputs = inputs if report_calibration is None else collect_layer_inputs(
+        model, report_calibration, {n: (t.group, t.module) for n, t in plan.targets.items()}, REPORT_ROWS, config.seed,
+        session.rotations,
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    rows = [_swap_layer(model, t, inputs[t.name], report_inputs[t.name], session, apply_quantization, generator)
+            for t in plan.targets.values()]
     if plan.attends and apply_quantization:
-        ranges = collect_attention_ranges(model, calibration, {n: (t.group, t.module) for n, t in plan.attends.items()})
-        examples = {n: calls[0] for n, calls in session.module_calls({n: (t.group, t.module) for n, t in plan.attends.items()}).items()}
-        rows += [_swap_attend(model, t, ranges[t.name], examples[t.name]) for t in plan.attends.values()]
+        attends = {n: (t.group, t.module) for n, t in plan.attends.items()}
+        ranges = collect_attention_ranges(model, calibration, attends)
+        samples = collect_attention_samples(model, measured_on, attends, REPORT_ROWS, config.seed)
+        rows += [_swap_attend(model, t, ranges[t.name], samples[t.name]) for t in plan.attends.values()]
     model.train(world_model.training)
-    model.quantization = QuantSummary(config, pd.DataFrame(rows), model_size_bytes(world_model), model_size_bytes(model), session.log)
+    report = pd.DataFrame([{**row, "report_rows": where} for row in rows])
+    model.quantization = QuantSummary(config, report, model_size_bytes(world_model), model_size_bytes(model), where, session.log)
     return model
 
 
-def _swap_layer(model: nn.Module, t: Target, inputs: LayerInputs, session: QuantSession, apply: bool) -> dict[str, Any]:
+def _output_error(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """``sqnr_db`` and ``mse`` of the approximations over all (reference, approx) output pairs."""
+    reference = torch.cat([r.flatten() for r, _ in pairs])
+    approx = torch.cat([a.flatten() for _, a in pairs])
+    return {"sqnr_db": sqnr_db(reference, approx), "mse": float((reference - approx).pow(2).mean())}
+
+
+def _report_inputs(t: Target, inputs: LayerInputs, generator: torch.Generator) -> list[torch.Tensor]:
+    """At most REPORT_ROWS random rows of ``inputs`` to measure ``t`` on: Linear, channel-last rows
+    (n, C) (already rotated); convolutions, samples of raw calls [(n, C, *spatial), ...]."""
+    if channel_dim_of(t.module) == -1:
+        return [inputs.rows[torch.randperm(inputs.rows.shape[0], generator=generator)[:REPORT_ROWS]]]
+    return [args[0] for args, _ in sample_calls(inputs.calls, REPORT_ROWS, generator)]
+
+
+def _swap_layer(
+    model: nn.Module, t: Target, inputs: LayerInputs, report_inputs: LayerInputs, session: QuantSession, apply: bool,
+    generator: torch.Generator,
+) -> dict[str, Any]:
     w_spec, a_spec = t.settings.weight, t.settings.activation
     fp_weight = weight_rows(t.module).detach().clone()
-    example = inputs.example[:REPORT_ROWS]
-    fp_out = t.module(example)
+    xs = _report_inputs(t, report_inputs, generator)
+    fp_outs = [t.module(x) for x in xs]  # before the wrapper replaces the weight
     act = ActivationQuantizer(a_spec, (inputs.lo, inputs.hi)) if a_spec.enabled and apply else None
     qweight = session.weights.get(t.name) if apply else None
     wrapper = QuantizedLayer(t.module, qweight, act, session.rotations.get(t.name))
-    q_out = wrapper.layer(wrapper.quantize_input(example))
+    error = _output_error([(fp, wrapper.layer(wrapper.quantize_input(x))) for fp, x in zip(fp_outs, xs)])
     _replace(model, t.name, wrapper)
     return {
         "name": t.name, "group": t.group, "block": t.block, "kind": type(t.module).__name__,
@@ -148,17 +202,17 @@ def _swap_layer(model: nn.Module, t: Target, inputs: LayerInputs, session: Quant
         "act_granularity": a_spec.granularity if act else "-",
         "rotated": t.name in session.rotations,
         "weight_min": _range(fp_weight)[0], "weight_max": _range(fp_weight)[1],
-        "act_min": float(inputs.lo.min()), "act_max": float(inputs.hi.max()),
-        "sqnr_db": sqnr_db(fp_out, q_out), "mse": float((fp_out - q_out).pow(2).mean()),
+        "act_min": float(inputs.lo.min()), "act_max": float(inputs.hi.max()), **error,
+        "report_n": sum(x[:, 0].numel() for x in xs),
     }
 
 
-def _swap_attend(model: nn.Module, t: Target, ranges: tuple, example: tuple[tuple, dict]) -> dict[str, Any]:
+def _swap_attend(model: nn.Module, t: Target, ranges: tuple, samples: list[Call]) -> dict[str, Any]:
+    """Swap in a QuantizedAttend; its error measured on ``samples`` (calls restricted to some samples)."""
     spec = t.settings.activation
     quantizers = [ActivationQuantizer(spec, r) for r in ranges]
     wrapper = QuantizedAttend(*quantizers, prob_bits=spec.bits)
-    args, kwargs = example
-    fp_out, q_out = t.module(*args, **kwargs), wrapper(*args, **kwargs)
+    error = _output_error([(t.module(*args, **kwargs), wrapper(*args, **kwargs)) for args, kwargs in samples])
     _replace(model, t.name, wrapper)
     lo = min(float(r[0].min()) for r in ranges)
     hi = max(float(r[1].max()) for r in ranges)
@@ -166,5 +220,5 @@ def _swap_attend(model: nn.Module, t: Target, ranges: tuple, example: tuple[tupl
         "name": t.name, "group": t.group, "block": t.block, "kind": "attention matmuls", "method": "rtn",
         "weight_bits": 16, "weight_granularity": "-", "weight_symmetric": True, "act_bits": spec.bits,
         "act_granularity": spec.granularity, "rotated": False, "weight_min": math.nan, "weight_max": math.nan,
-        "act_min": lo, "act_max": hi, "sqnr_db": sqnr_db(fp_out, q_out), "mse": float((fp_out - q_out).pow(2).mean()),
+        "act_min": lo, "act_max": hi, **error, "report_n": sum(args[0].shape[0] * args[0].shape[2] for args, _ in samples),
     }

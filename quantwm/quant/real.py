@@ -7,16 +7,19 @@ int8 dynamic-activation config; W8A16 through torchao's int8 weight-only config.
 torchao's configs. Every candidate is applied to a copy of each group and timed on the example
 inputs, interleaved with fp32; the fastest is used only if it beats fp32, otherwise the group
 stays fp32 and every layer says so. Layers no candidate can take (convolutions, embeddings'
-Conv1d) are listed as fp32 fallbacks in the report, never dropped silently.
+Conv1d) are listed as fp32 fallbacks in the report, never dropped silently. torchao is imported
+only when one of its candidates runs, its loader messages demoted to DEBUG.
 """
 from __future__ import annotations
 
 import copy
+import logging
 import statistics
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import pandas as pd
 import torch
@@ -28,6 +31,40 @@ from quantwm.quant.engine import sqnr_db
 from quantwm.quant.layout import QUANTIZABLE
 
 REAL_MODES = ("w8a8", "w8a16")
+log = logging.getLogger(__name__)
+
+# What importing torchao logs at WARNING that says nothing about the int8 configs used here
+# (logger -> message text): optional kernels built for other CUDA / Python versions (mxfp8,
+# cutlass sm90a) that fail to load, and torch's deprecation notice on an Enum torchao registers.
+_TORCHAO_IMPORT_NOISE = {"torchao": "Failed to load ", "torch.utils._pytree": "is an Enum subclass"}
+
+
+class _DemoteToDebug(logging.Filter):
+    """Drops records whose message contains ``text`` after re-logging them at DEBUG under ``log``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.text not in record.getMessage():
+            return True
+        log.debug("while importing torchao, %s: %s", record.name, record.getMessage())
+        return False
+
+
+def _torchao_quantization() -> ModuleType:
+    """``torchao.quantization``, imported on first use (only the torchao int8 paths need it, so
+    importing quantwm never loads torchao) with its known loader messages demoted to DEBUG."""
+    filters = [(logging.getLogger(name), _DemoteToDebug(text)) for name, text in _TORCHAO_IMPORT_NOISE.items()]
+    for logger, f in filters:
+        logger.addFilter(f)
+    try:
+        import torchao.quantization
+    finally:
+        for logger, f in filters:
+            logger.removeFilter(f)
+    return torchao.quantization
 
 
 def _quantize_dynamic(module: nn.Module) -> nn.Module:
@@ -40,8 +77,7 @@ def _quantize_dynamic(module: nn.Module) -> nn.Module:
 
 def _torchao(config_name: str) -> Callable[[nn.Module], nn.Module]:
     def apply(module: nn.Module) -> nn.Module:
-        import torchao.quantization as tq
-
+        tq = _torchao_quantization()
         tq.quantize_(module, getattr(tq, config_name)(), filter_fn=lambda m, _: isinstance(m, nn.Linear))
         return module
     return apply
