@@ -1,4 +1,4 @@
-"""`quantwm` command line: data, train, eval. Thin: parses arguments and calls the library."""
+"""`quantwm` command line: data, train, eval, run, sweep, cache. Thin: parses arguments and calls the library."""
 from __future__ import annotations
 
 import argparse
@@ -101,6 +101,179 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
+def _run_options(args: argparse.Namespace):
+    """RunOptions from ``run`` / ``sweep`` flags (validated: ValueError naming valid choices)."""
+    from dataclasses import asdict
+
+    from quantwm.experiment.options import RunOptions
+
+    official = official_from_args(args)
+    pairs = tuple((k, str(v) if isinstance(v, Path) else v) for k, v in asdict(official).items()) if official else ()
+    return RunOptions(
+        env=args.env, method=args.method, w_bits=args.w_bits, w_granularity=args.w_granularity, group_size=args.group_size,
+        a_bits=args.a_bits, a_granularity=args.a_granularity, attention_matmuls=args.attention_matmuls,
+        modules=args.modules, blocks=tuple(args.blocks), quant_config=args.quant_config, planner=args.planner,
+        preset=args.preset, episodes=args.episodes, seed=args.seed, probe_steps=args.probe_steps, videos=args.videos,
+        device=args.device, checkpoint=args.checkpoint, official=pairs)
+
+
+def _stage_printer(quiet: bool):
+    """A progress callback printing each stage's completion on one line."""
+    last: dict[str, int] = {}
+
+    def show(stage: str, done: int, total: int) -> None:
+        if quiet or last.get(stage) == done:
+            return
+        last[stage] = done
+        print(f"\r  {stage}: {done}/{total}" + (" " * 10 if done < total else "\n"), end="", flush=True)
+    return show
+
+
+def _print_result(value: dict) -> None:
+    fp, q = value["fp"]["summary"], value["quant"]["summary"]
+    fa, qa = value["alignment"]["fp"], value["alignment"]["quant"]
+    err = value["latent_error"]
+
+    def f(x: float | None, spec: str = ".3f") -> str:
+        return "-" if x is None else format(x, spec)
+
+    print(f"{value['label']} on {value['config']['model']['env']}, {fp['episodes']} episodes "
+          f"(seed {value['config']['seed']}, {value['config']['planner']['name']} {value['config']['planner']['preset']}):")
+    print(f"  {'':10} {'success':>8} {'distance':>9} {'objective':>10} {'AUROC':>6} {'Spearman':>9}")
+    for name, s, a in (("FP", fp, fa), ("quantized", q, qa)):
+        print(f"  {name:10} {s['success_rate']:8.2f} {s['mean_state_distance']:9.2f} {s['mean_final_objective']:10.4f} "
+              f"{f(a['auroc_objective_success'], '.2f'):>6} {f(a['spearman_objective_distance'], '.2f'):>9}")
+    if "quant_vs_fp" in err:
+        k = err["steps"][-1]
+        print(f"  latent error at probe step {k} (visual RMS, 95 % CI): quantized vs FP {f(err['quant_vs_fp']['mean'][-1])} "
+              f"[{f(err['quant_vs_fp']['lo'][-1])}, {f(err['quant_vs_fp']['hi'][-1])}], FP vs real "
+              f"{f(err['fp_vs_true']['mean'][-1])}, quantized vs real {f(err['quant_vs_true']['mean'][-1])}, "
+              f"encoder alone {f(err['encoder']['mean'][-1])}")
+    m = value["model"]
+    print(f"  model {m['fp_mb']:.2f} MB -> {m['quantized_mb']:.2f} MB ({m['effective_bits']:.2f} bits per quantized weight)")
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from quantwm.experiment.run import run_experiment
+
+    config = _run_options(args).config()
+    result = run_experiment(config, _stage_printer(args.quiet), use_cache=not args.no_cache)
+    if result.cached:
+        print("(from the results cache)")
+    _print_result(result.value)
+    if result.media:
+        print(f"  videos: {', '.join(str(result.media[n]) for n in result.value['videos'])}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result.value))
+        print(f"wrote {args.json}")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from quantwm.experiment.sweep import expand, parse_grid, run_sweep
+
+    points = expand(_run_options(args), parse_grid(args.set))
+    csv_path = Path(args.csv or "cache/sweeps/sweep.csv")
+    print(f"sweep of {len(points)} experiments; table: {csv_path}")
+
+    def show(done: int, total: int, what: str) -> None:
+        bar = "#" * (20 * done // max(total, 1))
+        print(f"\r  [{bar:<20}] {done}/{total} {what[:70]:<70}", end="", flush=True)
+
+    rows = run_sweep(points, csv_path=csv_path, progress=None if args.quiet else show)
+    print()
+    for r in rows:
+        v = r.values
+        status = v["status"] if v["status"] in ("error", "pending") else f"FP {v['fp_success']:.2f} quantized {v['quant_success']:.2f}"
+        print(f"  {v.get('label', v['method'])}: {status}{' - ' + v['error'] if v['status'] == 'error' else ''}")
+
+
+def _cmd_findings(args: argparse.Namespace) -> None:
+    from quantwm.experiment.findings import EXPERIMENTS, FINDINGS, load_findings, run_env, write_findings
+
+    records = {k: v for k, v in load_findings().items() if k in ENV_NAMES}
+    for env in args.env:
+        last: dict[str, tuple] = {}
+
+        def show(role: str, stage: str, done: int, total: int, env: str = env) -> None:
+            if not args.quiet and last.get(role) != (stage, done):
+                last[role] = (stage, done)
+                print(f"\r  {env} {role}: {stage} {done}/{total}{' ' * 20}", end="", flush=True)
+
+        records[env] = run_env(env, args.episodes, show)
+        print()
+    paths = write_findings(records)
+    summary = next((json.loads(p.read_text()) for p in paths if p.name == "summary.json"), {})
+    for env, record in records.items():
+        print(f"\n{env} ({record['episodes']} episodes, seed {record['seed']}, weights {record['weights_sha256'][:12]}):")
+        print(f"  {'experiment':24} {'FP':>5} {'quant':>6} {'drift':>7}")
+        for role in EXPERIMENTS:
+            r = record["results"][role]
+            print(f"  {role:24} {r['fp']['success_rate']:5.2f} {r['quant']['success_rate']:6.2f} "
+                  f"{r['latent_error']['quant_vs_fp']['mean'][-1]:7.3f}")
+        for f in FINDINGS:
+            v = record["verdicts"].get(f.id) or summary.get("cross_env", {}).get(f.id)
+            if v is not None and (not f.cross_env or env == list(records)[-1]):
+                print(f"  [{v['verdict']}] {f.title}: {v['why']}")
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+def _cmd_cache(args: argparse.Namespace) -> None:
+    import time
+
+    from quantwm.cache import ResultsCache
+
+    cache = ResultsCache()
+    if args.action == "list":
+        for e in cache.list(args.kind):
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created))
+            print(f"{e.key[:16]}  {e.kind:11} {when}  {e.size / 2**20:7.2f} MB  {e.meta.get('label', '')}")
+    elif args.action == "show":
+        matches = [e for e in cache.list() if e.key.startswith(args.key or "")]
+        if len(matches) != 1 or not args.key:
+            raise ValueError(f"`cache show KEY` needs a key prefix matching one entry ({len(matches)} match); see `quantwm cache list`")
+        entry = cache.get(matches[0].key)
+        if entry is None:
+            raise ValueError(f"entry {args.key} was corrupt and has been removed; it will be recomputed when next run")
+        print(json.dumps({"key": entry.key, "kind": entry.kind, "meta": entry.meta,
+                          "media": {n: str(p) for n, p in entry.media.items()}}, indent=1))
+        if entry.kind == "experiment":
+            _print_result(entry.value)
+    else:
+        print(f"removed {cache.clear(args.kind)} entries")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of one experiment (``run``; ``sweep`` takes them as the grid's base)."""
+    from quantwm.quant import GROUPS, METHODS
+    from quantwm.quant.config import ACT_GRANULARITIES, WEIGHT_GRANULARITIES
+
+    p.add_argument("--env", required=True, choices=ENV_NAMES)
+    q = p.add_argument_group("quantization (one setting for every module in --modules)")
+    q.add_argument("--method", default="rtn", choices=sorted(METHODS))
+    q.add_argument("--w-bits", type=lambda v: 16 if v == "fp" else int(v), default=4, help="weight bits 2..8, or 16 / fp (off)")
+    q.add_argument("--a-bits", type=lambda v: 16 if v == "fp" else int(v), default=16, help="activation bits 2..8, or 16 / fp (off)")
+    q.add_argument("--w-granularity", default="per_channel", choices=WEIGHT_GRANULARITIES)
+    q.add_argument("--group-size", type=int, help="input columns per scale (with --w-granularity group)")
+    q.add_argument("--a-granularity", default="per_token", choices=ACT_GRANULARITIES)
+    q.add_argument("--attention-matmuls", action="store_true", help="also quantize q, k, v and the attention probabilities")
+    q.add_argument("--modules", default="predictor", help=f"comma-separated, of: {', '.join(GROUPS)}")
+    q.add_argument("--blocks", action="append", default=[], metavar="SEL",
+                   help="restrict a module's blocks, e.g. 'predictor.blocks[2:]' (repeatable)")
+    q.add_argument("--quant-config", metavar="FILE.json", help="a QuantConfig JSON (per-module control); replaces the flags above")
+    e = p.add_argument_group("planning")
+    e.add_argument("--planner", default="mpc", choices=("mpc", "cem", "gd"))
+    e.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS))
+    e.add_argument("--episodes", type=_positive, default=10)
+    e.add_argument("--seed", type=int, default=4242)
+    e.add_argument("--probe-steps", type=int, default=10, help="planner steps of the open-loop imagination probe (1..50)")
+    e.add_argument("--videos", type=int, default=2, help="episodes with rendered videos (the first ones)")
+    p.add_argument("--checkpoint", help="a quantwm checkpoint's .json (default: the shipped model)")
+    add_official_arguments(p)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+
+
 def add_official_arguments(p: argparse.ArgumentParser) -> None:
     """Flags naming an official DINO-WM checkpoint (see ``quantwm.models.official``)."""
     g = p.add_argument_group("official DINO-WM checkpoint (instead of a quantwm model)")
@@ -196,15 +369,42 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write per-episode records here")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=_cmd_eval)
+
+    r = sub.add_parser("run", help="FP vs quantized planning on identical episodes: success, alignment, latent drift, videos")
+    add_run_arguments(r)
+    r.add_argument("--json", help="write the result JSON here (schema in README)")
+    r.add_argument("--no-cache", action="store_true", help="compute everything afresh and store nothing")
+    r.set_defaults(func=_cmd_run)
+
+    s = sub.add_parser("sweep", help="a grid of experiments (cached points skipped; Ctrl-C safe), written as CSV")
+    add_run_arguments(s)
+    s.add_argument("--set", action="append", required=True, metavar="NAME=V1,V2",
+                   help="a grid axis over a run option, e.g. --set w_bits=2,3,4,8 --set modules=encoder,predictor,encoder+predictor")
+    s.add_argument("--csv", help="table path (default cache/sweeps/sweep.csv)")
+    s.set_defaults(func=_cmd_sweep)
+
+    f = sub.add_parser("findings", help="test the quantization study's findings on the shipped models; writes assets/findings/")
+    f.add_argument("--env", nargs="+", choices=ENV_NAMES, default=list(ENV_NAMES))
+    f.add_argument("--episodes", type=_positive, default=20)
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(func=_cmd_findings)
+
+    c = sub.add_parser("cache", help="list, show or clear stored results")
+    c.add_argument("action", choices=("list", "show", "clear"))
+    c.add_argument("key", nargs="?", help="with show: a key prefix from `cache list`")
+    c.add_argument("--kind", choices=("experiment", "fp", "calibration", "opt_steps"), help="only entries of this kind")
+    c.set_defaults(func=_cmd_cache)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_runtime(args.threads)
+    from quantwm.cache import CacheCorruptError
+
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, CacheCorruptError) as e:
         print(f"quantwm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

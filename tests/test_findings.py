@@ -1,0 +1,75 @@
+"""Findings: verdict rules on hand-made results, and the shipped findings match the shipped models."""
+from __future__ import annotations
+
+import pytest
+
+from quantwm.analysis import findings as v
+from quantwm.experiment.findings import EXPERIMENTS, FINDINGS, findings_options, load_findings
+from quantwm.experiment.run import loaded_model
+from quantwm.experiment import ModelSource
+
+
+def result(success: float, drift: list[float], *, fp: float = 0.9, true_err: float = 0.1, encoder: float = 0.0,
+           fp_auroc: float | None = 0.9, q_auroc: float | None = 0.9) -> dict:
+    steps = len(drift)
+    return {"fp": {"success_rate": fp}, "quant": {"success_rate": success},
+            "latent_error": {"quant_vs_fp": {"mean": drift}, "quant_vs_true": {"mean": [true_err] * steps},
+                             "encoder": {"mean": [encoder] * steps}},
+            "alignment": {"fp": {"auroc_objective_success": fp_auroc}, "quant": {"auroc_objective_success": q_auroc}}}
+
+
+def test_group_wise_rescue_votes_per_bit_width() -> None:
+    base = {"pred W4 per_channel": result(0.6, [0, 0.2]), "pred W4 group": result(0.9, [0, 0.1]),
+            "pred W3 per_channel": result(0.2, [0, 0.5]), "pred W3 group": result(0.5, [0, 0.3])}
+    assert v.group_wise_rescue(base)["verdict"] == "reproduced"
+    worse = base | {"pred W3 group": result(0.0, [0, 0.6])}
+    assert v.group_wise_rescue(worse)["verdict"] == "mixed"
+    tie_by_drift = base | {"pred W3 group": result(0.25, [0, 0.9])}  # success within 0.1: drift decides
+    assert v.group_wise_rescue(tie_by_drift)["verdict"] == "mixed"
+
+
+def test_activation_granularity_is_reproduced_only_when_inconsistent() -> None:
+    consistent = {"pred W8A6 per_tensor": result(0.5, [0, 0.3]), "pred W8A6 per_token": result(0.9, [0, 0.1]),
+                  "pred W8A4 per_tensor": result(0.1, [0, 0.8]), "pred W8A4 per_token": result(0.6, [0, 0.4])}
+    assert v.activation_granularity(consistent)["verdict"] == "not reproduced"
+    flipped = consistent | {"pred W8A4 per_token": result(0.0, [0, 0.9])}
+    assert v.activation_granularity(flipped)["verdict"] == "reproduced"
+
+
+def test_encoder_sensitivity_and_misalignment_rules() -> None:
+    robust_encoder = {"enc W4 per_channel": result(0.9, [0, 0.1]), "pred W4 per_channel": result(0.6, [0, 0.2]),
+                      "enc W3 per_channel": result(0.9, [0, 0.1]), "pred W3 per_channel": result(0.2, [0, 0.5])}
+    assert v.encoder_sensitivity(robust_encoder)["verdict"] == "not reproduced"
+    fragile = {k: result(0.9 if k.startswith("pred") else 0.1, [0, 0.1]) for k in robust_encoder}
+    assert v.encoder_sensitivity(fragile)["verdict"] == "reproduced"
+    opt = {"verdict": {"quant": {"objective_falls": True, "success_rises": False}}}
+    broken = {"pred W3 per_channel": result(0.2, [0, 0.5], fp_auroc=0.95, q_auroc=0.5)}
+    assert v.objective_misalignment(broken, opt)["verdict"] == "reproduced"
+    aligned = {"pred W3 per_channel": result(0.2, [0, 0.5], fp_auroc=0.9, q_auroc=0.88)}
+    helped = {"verdict": {"quant": {"objective_falls": True, "success_rises": True}}}
+    assert v.objective_misalignment(aligned, helped)["verdict"] == "not reproduced"
+
+
+def test_drift_vs_collapse_compares_error_growth() -> None:
+    drifting = {"pred W3 per_channel": result(0.2, [0, 0.1, 0.5])}
+    flat = {"pred W3 per_channel": result(0.2, [0, 0.3, 0.33])}
+    assert v.drift_vs_collapse({"pusht": drifting, "wall": flat})["verdict"] == "reproduced"
+    assert v.drift_vs_collapse({"pusht": flat, "wall": drifting})["verdict"] == "not reproduced"
+
+
+def test_every_finding_reads_defined_experiments() -> None:
+    for f in FINDINGS:
+        assert set(f.roles) <= set(EXPERIMENTS), f.id
+    for role in EXPERIMENTS:
+        findings_options("wall", role).config()  # valid on both envs' option space
+
+
+def test_shipped_findings_were_computed_with_the_shipped_checkpoints() -> None:
+    shipped = {k: r for k, r in load_findings().items() if k in ("wall", "pusht")}
+    if not shipped:
+        pytest.skip("no findings shipped yet")
+    for env, record in shipped.items():
+        _, sha = loaded_model(ModelSource(env))
+        assert record["weights_sha256"] == sha, f"assets/findings/{env}.json is stale: rerun `quantwm findings --env {env}`"
+        assert set(record["results"]) == set(EXPERIMENTS)
+        assert {f.id for f in FINDINGS if not f.cross_env} == set(record["verdicts"])
