@@ -19,6 +19,7 @@ them to ``train``; ``plans.json`` names the records and the model that planned t
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -277,20 +278,24 @@ def write_plan_replays(data_dir: Path, starts: list[np.ndarray], actions: list[n
     return data_dir
 
 
+@functools.lru_cache(maxsize=8)
 def regenerate_split(cfg: DatasetConfig, split: str) -> EpisodeData:
     """One split's states, proprio and actions (no frames), recomputed instead of loaded.
 
     Episodes are deterministic per (seed, index) and the policy sees states only, so this equals
     the stored split of a dataset generated from ``cfg``; rendering at a tiny size keeps it fast
-    (PushT's default validation split: ~5 s). Lets evaluation run before ``quantwm data``.
+    (PushT's default validation split: ~5 s). Lets evaluation run before ``quantwm data``. Kept per
+    process (an experiment draws its episodes several times); callers must not modify the arrays.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
     env = make_env(cfg.env, 8)
     records = [record_episode(env, DATA_POLICIES[cfg.env], cfg.seed, e, cfg.episode_len) for e in cfg.split_ranges()[split]]
     offsets = np.arange(len(records) + 1, dtype=np.int64) * (cfg.episode_len + 1)
-    return EpisodeData(frames=None, episode_offsets=offsets,
-                       **{key: np.concatenate([r[key] for r in records]) for key in ("proprio", "actions", "states")})
+    arrays = {key: np.concatenate([r[key] for r in records]) for key in ("proprio", "actions", "states")}
+    for array in (offsets, *arrays.values()):
+        array.flags.writeable = False  # shared by every caller of the cached split
+    return EpisodeData(frames=None, episode_offsets=offsets, **arrays)
 
 
 def load_meta(data_dir: Path) -> dict[str, Any]:

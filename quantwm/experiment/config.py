@@ -108,17 +108,18 @@ class PlannerChoice:
 @dataclass(frozen=True)
 class CalibrationSpec:
     """The full-precision planning whose inputs calibrate the quantizer: ``episodes`` of the
-    calibration split (never shared with evaluation) planned by ``planner`` under ``preset``, of
+    calibration split (never shared with evaluation) planned by ``planner`` under ``preset`` (by
+    default one open-loop CEM plan per episode: more start states for the time than MPC's replans), of
     which ``size`` inputs per module group are kept (seeded) for fitting; ``holdout`` inputs of
     ``holdout_episodes`` further calibration episodes measure each layer's error out of sample
     (other episodes: inputs of the fitting episodes would flatter data-driven methods)."""
 
-    episodes: int = 2
-    planner: str = "mpc"
+    episodes: int = 4
+    planner: str = "cem"
     preset: str = DEFAULT_PRESET
     size: int = 256
     holdout: int = 64
-    holdout_episodes: int = 1
+    holdout_episodes: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -42,7 +42,7 @@ class RunOptions:
     seed: int = 4242
     probe_steps: int = 10
     videos: int = 2
-    calibration_episodes: int = 2
+    calibration_episodes: int = 4
     calibration_size: int = 256
     device: str = "cpu"
     checkpoint: str | None = None
