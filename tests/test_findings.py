@@ -42,12 +42,17 @@ def test_encoder_sensitivity_and_misalignment_rules() -> None:
     assert v.encoder_sensitivity(robust_encoder)["verdict"] == "not reproduced"
     fragile = {k: result(0.9 if k.startswith("pred") else 0.1, [0, 0.1]) for k in robust_encoder}
     assert v.encoder_sensitivity(fragile)["verdict"] == "reproduced"
-    opt = {"verdict": {"quant": {"objective_falls": True, "success_rises": False}}}
+    def side(falls: bool, rises: bool, imagined: float, true: float) -> dict:
+        return {"objective_falls": falls, "success_rises": rises, "objective_to": imagined, "true_objective_to": true}
+
+    opt = {"verdict": {"fp": side(True, True, 0.3, 0.35), "quant": side(True, False, 0.2, 0.6)}}
     broken = {"pred W3 per_channel": result(0.2, [0, 0.5], fp_auroc=0.95, q_auroc=0.5)}
     assert v.objective_misalignment(broken, opt)["verdict"] == "reproduced"
     aligned = {"pred W3 per_channel": result(0.2, [0, 0.5], fp_auroc=0.9, q_auroc=0.88)}
-    helped = {"verdict": {"quant": {"objective_falls": True, "success_rises": True}}}
+    helped = {"verdict": {"fp": side(True, True, 0.3, 0.35), "quant": side(True, True, 0.2, 0.3)}}
     assert v.objective_misalignment(aligned, helped)["verdict"] == "not reproduced"
+    alike = {"verdict": {"fp": side(True, False, 0.3, 0.5), "quant": side(True, False, 0.3, 0.45)}}
+    assert v.objective_misalignment(broken, alike)["verdict"] == "mixed"  # more steps fail in FP too
 
 
 def test_drift_vs_collapse_compares_error_growth() -> None:

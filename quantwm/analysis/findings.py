@@ -102,17 +102,24 @@ def encoder_sensitivity(results: dict[str, dict[str, Any]], opt_steps: dict[str,
 def objective_misalignment(results: dict[str, dict[str, Any]], opt_steps: dict[str, Any], role: str = "pred W3 per_channel"
                            ) -> dict[str, Any]:
     """Finding 4: at low bits the objective stops predicting success, and more optimiser steps do
-    not help. Votes: the quantized AUROC of the final objective for success falls below FP's by
-    MIN_GAP (+1) or not (-1); over optimiser steps the quantized imagined objective falls while
-    success does not rise (+1), or success rises (-1)."""
+    not help. Votes: (a) the quantized AUROC of the final objective for success falls below FP's by
+    MIN_GAP (+1) or not (-1); (b) over optimiser steps the quantized success does not rise while its
+    imagined objective falls *and* at the most steps its plans are rated more optimistically than
+    FP's (true minus imagined objective larger: the optimiser exploits the quantized model's
+    errors) -> +1; quantized success rising -> -1; else 0 (more steps fail alike in full precision:
+    the planner's limit, not quantization's)."""
     r = results[role]
     fp_auc, q_auc = r["alignment"]["fp"]["auroc_objective_success"], r["alignment"]["quant"]["auroc_objective_success"]
     votes = [] if fp_auc is None or q_auc is None else [1 if fp_auc - q_auc >= MIN_GAP else -1]
-    quant = opt_steps["verdict"].get("quant")
-    if quant is not None:
-        votes.append(1 if quant["objective_falls"] and not quant["success_rises"] else -1 if quant["success_rises"] else 0)
-    return _verdict(votes, "AUROC of the final objective for success (FP vs quantized) and open-loop CEM over optimiser steps",
-                    {"fp_auroc": fp_auc, "quant_auroc": q_auc, "opt_steps": opt_steps["verdict"]})
+    fp, quant = opt_steps["verdict"].get("fp"), opt_steps["verdict"].get("quant")
+    numbers: dict[str, Any] = {"fp_auroc": fp_auc, "quant_auroc": q_auc, "opt_steps": opt_steps["verdict"]}
+    if fp is not None and quant is not None:
+        gaps = {side: v["true_objective_to"] - v["objective_to"] for side, v in (("fp", fp), ("quant", quant))}
+        numbers["optimism_at_most_steps"] = gaps
+        exploited = quant["objective_falls"] and gaps["quant"] > gaps["fp"]
+        votes.append(-1 if quant["success_rises"] else 1 if exploited else 0)
+    return _verdict(votes, "AUROC of the final objective for success (FP vs quantized); open-loop CEM over optimiser "
+                           "steps: success, and how optimistic the plans' ratings become", numbers)
 
 
 def drift_vs_collapse(env_results: dict[str, dict[str, dict[str, Any]]], opt_steps: dict[str, Any] | None = None,
