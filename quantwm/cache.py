@@ -1,6 +1,6 @@
 """Results store: experiment results as JSON rows in SQLite, with their media files beside them.
 
-Layout under the root (default ``cache/results/``): ``results.sqlite`` (WAL mode, one row per key)
+Layout under the root (default ``cache/results/``, or ``$QUANTWM_RESULTS_DIR``): ``results.sqlite`` (WAL mode, one row per key)
 and ``media/<key>-<random hex>/<name>`` (the videos, ``.npz`` and ``.safetensors`` files of one row).
 A ``put`` writes every media file into a fresh directory (temporary name, fsync, ``os.replace``),
 then commits the row last, with checksums of its value and of every file; only then is the
@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+RESULTS_DIR_ENV = "QUANTWM_RESULTS_DIR"  # another results root (tests, several independent stores)
 SCHEMA_VERSION = 1  # bump when the meaning or layout of stored results changes: old keys then miss
 BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another process's transaction
 
@@ -138,6 +139,8 @@ class ResultsCache:
     connection per call)."""
 
     def __init__(self, root: Path | None = None) -> None:
+        if root is None and os.environ.get(RESULTS_DIR_ENV):
+            root = Path(os.environ[RESULTS_DIR_ENV])
         if root is None:
             from quantwm.runtime import CACHE  # imported here: it loads torch, which the store never needs
 

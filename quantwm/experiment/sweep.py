@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from quantwm.cache import ResultsCache
 from quantwm.experiment.config import ExperimentConfig
 from quantwm.experiment.options import RunOptions, parse_value
 from quantwm.experiment.run import ExperimentResult, cached_result, run_experiment
@@ -52,12 +53,17 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """In this process, one config after another, each through ``run_experiment`` and its cache."""
+    """In this process, one config after another, each through ``run_experiment`` and ``cache``
+    (default: the results cache)."""
+
+    def __init__(self, cache: ResultsCache | None = None) -> None:
+        self.cache = cache
 
     def run(self, configs: list[ExperimentConfig], progress: Callable[[ExperimentConfig, str, int, int], None]) -> Iterator[Outcome]:
         for config in configs:
             try:
-                yield config, run_experiment(config, lambda stage, done, total, c=config: progress(c, stage, done, total))
+                yield config, run_experiment(config, lambda stage, done, total, c=config: progress(c, stage, done, total),
+                                             cache=self.cache)
             except ValueError as err:  # a config the model rejects; the others still run
                 yield config, err
 
@@ -94,12 +100,14 @@ class SweepRow:
 
 
 def run_sweep(points: list[RunOptions], *, executor: Executor | None = None, csv_path: Path | None = None,
-              progress: Callable[[int, int, str], None] | None = None) -> list[SweepRow]:
-    """Run every point not already cached; the CSV (one row per point, in grid order) is rewritten
+              progress: Callable[[int, int, str], None] | None = None, cache: ResultsCache | None = None) -> list[SweepRow]:
+    """Run every point not already in ``cache`` (default: the results cache) with ``executor``
+    (default: local, on the same cache); the CSV (one row per point, in grid order) is rewritten
     after each finished point, so an interrupted sweep leaves a true partial table."""
-    executor = executor or LocalExecutor()
+    cache = cache or ResultsCache()
+    executor = executor or LocalExecutor(cache)
     configs = [p.config() for p in points]
-    outcomes: dict[int, ExperimentResult | Exception | None] = {i: cached_result(c) for i, c in enumerate(configs)}
+    outcomes: dict[int, ExperimentResult | Exception | None] = {i: cached_result(c, cache) for i, c in enumerate(configs)}
     todo = [c for i, c in enumerate(configs) if outcomes[i] is None]
     index = {id(c): i for i, c in enumerate(configs)}
     done = len(configs) - len(todo)
