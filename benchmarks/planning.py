@@ -10,12 +10,13 @@ Prints, per environment:
   (b) CEM plan time and MPC-episode time at the quick and paper presets;
   (c) predictor forward at batch 300: achieved GFLOP/s (FLOPs counted by torch's FlopCounterMode)
       against the measured fp32 matmul peak of this machine (best sgemm over a few sizes);
-  (d) quantized / FP plan-time ratio: W4A16 group-32 and W8A8 fake quant (RTN; activations
-      per-token dynamic, and per-tensor static from the calibration) and real int8;
+  (d) quantized / FP plan-time ratio: W4A16 group-32, W8A8 and W4A4 fake quant (RTN; activations
+      per-token dynamic, and W8A8 also per-tensor static from the calibration) and real int8;
   (e) peak memory (process max RSS; CUDA max allocated on a GPU);
-  (f) the quick preset's 10-episode FP + quantized experiment: 10 MPC episodes with the FP model
-      and 10 with a W4 group-32 weight-only copy, through ``experiment.evaluate`` as
-      ``quantwm eval`` runs it.
+  (f) ``run_experiment`` end to end in a fresh results cache: RTN W4 group-32 on the predictor, 10
+      quick MPC episodes with calibration, probe and 2 videos; then RTN W3 per-channel with the FP
+      side and the calibration cached (the quantized side alone); a cached rerun in this process
+      and from the CLI; and GPTQ W3 per-channel, whose probe drift from FP is compared with RTN's.
 With ``--compile``, (c) also times ``torch.compile`` of the predictor (first call and steady state).
 Timings are medians of ``--repeats`` runs; the speed ratios of (a) and (d) are medians of ratios taken
 within rounds that run each compared function once, alternating their order. Usage:
@@ -27,9 +28,12 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import os
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +45,12 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from quantwm.cache import RESULTS_DIR_ENV, ResultsCache  # noqa: E402
 from quantwm.envs import make_env  # noqa: E402
 from quantwm.envs.episodes import make_eval_episodes  # noqa: E402
 from quantwm.experiment import calibrate, evaluate, load_model  # noqa: E402
+from quantwm.experiment.options import RunOptions  # noqa: E402
+from quantwm.experiment.run import run_experiment  # noqa: E402
 from quantwm.models import Latents, WorldModel  # noqa: E402
 from quantwm.planning import planner_spec  # noqa: E402
 from quantwm.planning.optimizers import cem  # noqa: E402
@@ -56,6 +63,7 @@ EPISODES = 10
 W4A16 = QuantConfig(predictor=GroupQuant(WeightQuant(4, granularity="group", group_size=32)))
 W8A8 = QuantConfig(predictor=GroupQuant(WeightQuant(8), ActQuant(8, granularity="per_token")))
 W8A8_STATIC = QuantConfig(predictor=GroupQuant(WeightQuant(8), ActQuant(8, granularity="per_tensor")))
+W4A4 = QuantConfig(predictor=GroupQuant(WeightQuant(4), ActQuant(4, granularity="per_token")))
 
 
 def timer(fn: Callable[[], object], device: str) -> Callable[[], float]:
@@ -275,7 +283,7 @@ def quant_section(b: Bench) -> None:
     model, env, dev, reps = b.model, b.env, b.args.device, b.args.repeats
     cal = b.calibration
     models = {"FP": model, "W4A16 g32 fake": quantize(model, W4A16, cal), "W8A8 fake": quantize(model, W8A8, cal),
-              "W8A8 per-tensor static fake": quantize(model, W8A8_STATIC, cal)}
+              "W8A8 per-tensor static fake": quantize(model, W8A8_STATIC, cal), "W4A4 fake": quantize(model, W4A4, cal)}
     kernels = ""
     if dev == "cpu":
         real = realize(model, RealQuantConfig("w8a8"), cal)
@@ -289,14 +297,35 @@ def quant_section(b: Bench) -> None:
 
 
 def experiment_section(b: Bench) -> None:
-    """(f) the quick preset's FP + quantized experiment, as ``quantwm eval`` runs it."""
-    q = quantize(b.model, W4A16, b.calibration)
-    t0 = time.perf_counter()
-    fp_res = evaluate(b.model, b.env, "mpc", EPISODES, SEED, batch_size=EPISODES)
-    q_res = evaluate(q, b.env, "mpc", EPISODES, SEED, batch_size=EPISODES)
-    total = time.perf_counter() - t0
-    print(f"(f) quick: {EPISODES} FP + {EPISODES} W4A16-g32 MPC episodes in {total:.1f} s "
-          f"(success FP {fp_res.success_rate:.2f}, quantized {q_res.success_rate:.2f})")
+    """(f) experiments through ``run_experiment`` and the CLI, in a fresh results cache."""
+    options = RunOptions(env=b.env, w_bits=4, w_granularity="group", group_size=32, episodes=EPISODES, seed=SEED,
+                         device=b.args.device)
+    w3 = options.with_values(w_bits=3, w_granularity="per_channel", group_size=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = ResultsCache(Path(tmp))
+        t0 = time.perf_counter()
+        first = run_experiment(options.config(), cache=cache)
+        t1 = time.perf_counter()
+        rtn = run_experiment(w3.config(), cache=cache)
+        t2 = time.perf_counter()
+        again = run_experiment(options.config(), cache=cache)
+        t3 = time.perf_counter()
+        command = [sys.executable, "-m", "quantwm.cli", "run", "--env", b.env, "--w-bits", "4", "--w-granularity", "group",
+                   "--group-size", "32", "--episodes", str(EPISODES), "--seed", str(SEED), "--device", b.args.device, "--quiet"]
+        subprocess.run(command, check=True, capture_output=True, env={**os.environ, RESULTS_DIR_ENV: tmp})
+        t4 = time.perf_counter()
+        gptq = run_experiment(w3.with_values(method="gptq").config(), cache=cache)
+    assert again.cached
+    v = first.value
+    print(f"(f) experiment, nothing cached: {t1 - t0:.1f} s ({EPISODES} episodes, success FP {v['fp']['summary']['success_rate']:.2f}"
+          f" / RTN W4 g32 {v['quant']['summary']['success_rate']:.2f}; stages "
+          + ", ".join(f"{k[:-2]} {s:.1f} s" for k, s in v["timing"].items() if k.endswith("_s")) + ")")
+    print(f"(f) FP side and calibration cached, RTN W3 per-channel: {t2 - t1:.1f} s; cached rerun {t3 - t2:.3f} s in process, "
+          f"{t4 - t3:.2f} s from the CLI")
+    drift = {name: r.value["latent_error"]["quant_vs_fp"]["mean"] for name, r in (("RTN", rtn), ("GPTQ", gptq))}
+    print("(f) W3 per-channel probe drift from FP (visual RMS, first and last probe step, mean over steps): "
+          + "; ".join(f"{name} {d[1]:.3f} -> {d[-1]:.3f}, mean {statistics.fmean(d[1:]):.3f}" for name, d in drift.items())
+          + f"; success RTN {rtn.value['quant']['summary']['success_rate']:.2f}, GPTQ {gptq.value['quant']['summary']['success_rate']:.2f}")
 
 
 SECTIONS: dict[str, Callable[[Bench], None]] = {
