@@ -50,6 +50,7 @@ def test_config_round_trips_through_json_and_hashes_by_value() -> None:
     (dict(episodes=0), "episodes must be an integer >= 1"),
     (dict(probe_steps=51), "probe steps must be an integer 1..50"),
     (dict(w_bits=16), "no module group is quantized"),
+    (dict(method="awq", a_bits=8), "AWQ is weight-only; activation bits must be 16"),
     (dict(quant_config="/nonexistent/q.json"), "cannot read quant config /nonexistent/q.json"),
 ])
 def test_bad_options_are_one_clear_error(options: dict, message: str) -> None:
