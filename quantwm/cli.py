@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="FP vs quantized planning on identical episodes: success, alignment, latent drift, videos")
     add_run_arguments(r)
-    r.add_argument("--json", help="write the result JSON here (schema in README)")
+    r.add_argument("--json", help="write the result JSON here (schema in docs/experiments.md)")
     r.add_argument("--no-cache", action="store_true", help="compute everything afresh and store nothing")
     r.set_defaults(func=_cmd_run)
 

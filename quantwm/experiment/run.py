@@ -51,7 +51,7 @@ def _quiet(stage: str, done: int, total: int) -> None:
 
 @dataclass
 class ExperimentResult:
-    """A finished experiment: ``value`` is the result JSON (schema in README), ``media`` name ->
+    """A finished experiment: ``value`` is the result JSON (schema in docs/experiments.md), ``media`` name ->
     file (videos ``imagination_<episode>.mp4`` / ``planning_<episode>.mp4``, arrays ``fp.npz`` /
     ``quant.npz``); ``cached`` tells whether it came from the cache."""
 
