@@ -161,7 +161,7 @@ def _cmd_run(args: argparse.Namespace) -> None:
     if result.cached:
         print("(from the results cache)")
     _print_result(result.value)
-    if result.media:
+    if result.value["videos"]:
         print(f"  videos: {', '.join(str(result.media[n]) for n in result.value['videos'])}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

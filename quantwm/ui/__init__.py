@@ -18,11 +18,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class UIContext:
-    """What every tab shares: the model source the server was started with, the device, the cache."""
+    """What every tab shares: the model source the server was started with, the device, the cache
+    and how many experiments may compute at once (cached answers never wait)."""
 
     official: OfficialCheckpoint | None = None
     device: str = "cpu"
     cache: ResultsCache = field(default_factory=ResultsCache)
+    concurrency: int = 1
 
 
 @dataclass
@@ -34,13 +36,22 @@ class ExploreHandles:
     show_outputs: list[gr.components.Component]
 
 
-def build_app(official: OfficialCheckpoint | None = None, device: str = "cpu") -> gr.Blocks:
-    """The dashboard; ``official`` serves that DINO-WM model instead of the shipped ones."""
+def launch_options() -> dict[str, str]:
+    """The dashboard's CSS and page script (Gradio 6 takes them in ``launch``)."""
+    from quantwm.ui.explore import CSS, JS
+
+    return {"css": CSS, "js": JS}
+
+
+def build_app(official: OfficialCheckpoint | None = None, device: str = "cpu", concurrency: int = 1,
+              cache: ResultsCache | None = None) -> gr.Blocks:
+    """The dashboard; ``official`` serves that DINO-WM model instead of the shipped ones, ``cache``
+    another results store (default: ``ResultsCache()``, which honours ``$QUANTWM_RESULTS_DIR``)."""
     from quantwm.ui.compare import build_compare
     from quantwm.ui.explore import build_explore
     from quantwm.ui.findings import build_findings
 
-    ctx = UIContext(official, device)
+    ctx = UIContext(official, device, cache or ResultsCache(), concurrency)
     with gr.Blocks(title="quantwm") as app:
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Explore", id="explore", elem_id="tab-explore"):
