@@ -1,11 +1,10 @@
 """Findings: verdict rules on hand-made results, and the shipped findings match the shipped models."""
 from __future__ import annotations
 
-
 from quantwm.analysis import findings as v
+from quantwm.experiment import ModelSource
 from quantwm.experiment.findings import EXPERIMENTS, FINDINGS, findings_options, load_findings
 from quantwm.experiment.run import loaded_model
-from quantwm.experiment import ModelSource
 
 
 def result(success: float, drift: list[float], *, fp: float = 0.9, true_err: float = 0.1, encoder: float = 0.0,
