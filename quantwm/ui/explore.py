@@ -36,7 +36,7 @@ from quantwm.experiment.run import STAGES, cached_result, check_config, loaded_m
 from quantwm.planning.presets import PRESETS
 from quantwm.quant import GROUPS, METHODS
 from quantwm.quant.config import ACT_GRANULARITIES, VALID_BITS, WEIGHT_GRANULARITIES
-from quantwm.ui.state import CONTROL_FIELDS, from_query, from_values, to_query, to_values
+from quantwm.ui.state import CONTROL_FIELDS, ENV_LABELS, from_query, from_values, to_query, to_values
 from quantwm.viz.figures import latent_error_figure, layer_bars_figure, objective_success_figure, opt_steps_figure
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("quantwm.ui")
 
 FIRST_CLICK = {"w_bits": 3}  # the dashboard's default differs from the CLI's: RTN W3 per-channel visibly fails
-ENV_LABELS = {"pusht": "PushT", "wall": "Wall"}
 _BITS = [(str(b), b) for b in VALID_BITS if b < 16] + [("16 (off)", 16)]
 # (label, value) choices of the controls that offer a fixed set; a link naming another value is refused
 CHOICES: dict[str, list[tuple[str, Any]]] = {

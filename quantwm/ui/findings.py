@@ -19,13 +19,12 @@ import plotly.graph_objects as go
 from quantwm.envs import ENV_NAMES
 from quantwm.experiment.findings import FINDINGS, FINDINGS_DIR, Finding, findings_options, load_findings
 from quantwm.ui.compare import distinct_names, latent_curves, latent_overlay_figure
-from quantwm.ui.state import CONTROL_FIELDS, to_values
+from quantwm.ui.state import CONTROL_FIELDS, ENV_LABELS, to_values
 from quantwm.viz.figures import latent_error_figure, objective_success_figure, opt_steps_figure, success_bits_figure
 
 if TYPE_CHECKING:
     from quantwm.ui import ExploreHandles, UIContext
 
-ENV_TITLES = {"pusht": "PushT", "wall": "Wall"}
 SHA_CHARS = 12
 MISSING = ("**No findings computed yet.** The cards of this tab read `assets/findings/*.json`. Compute them "
            "with `quantwm findings` (every experiment of the study on both environments, then the verdicts), "
@@ -178,7 +177,7 @@ FIGURES: dict[str, Callable[[Finding, Mapping[str, Any]], list[go.Figure]]] = {
 def env_panel(finding: Finding, record: Mapping[str, Any]) -> EnvPanel:
     """The panel of one environment's record; a record lacking this finding's data says so instead."""
     env = record["env"]
-    title = ENV_TITLES.get(env, env)
+    title = ENV_LABELS.get(env, env)
     try:
         figures = FIGURES[finding.id](finding, record)
         main_label = record["results"][MAIN_ROLE[finding.id]]["label"]
@@ -239,7 +238,7 @@ def build_findings(ctx: UIContext, explore: ExploreHandles, tabs: gr.Tabs, findi
                         for figure in panel.figures:
                             gr.Plot(figure, show_label=False)
                         if panel.figures:
-                            button = gr.Button(f"Open in Explore: {ENV_TITLES.get(panel.env, panel.env)}, "
+                            button = gr.Button(f"Open in Explore: {ENV_LABELS.get(panel.env, panel.env)}, "
                                                f"{panel.main_label}", size="sm")
                             button.click(partial(open_in_explore, panel.env, MAIN_ROLE[card.finding.id]),
                                          outputs=[*controls, tabs], api_visibility="private", js=TO_TOP)

@@ -17,6 +17,7 @@ CONTROL_FIELDS: tuple[str, ...] = (
     "a_granularity", "planner", "preset", "episodes", "seed",
 )
 DEFAULTS = RunOptions()
+ENV_LABELS = {"pusht": "PushT", "wall": "Wall"}  # how the page names environments
 
 
 def to_query(options: RunOptions) -> str:
