@@ -231,7 +231,7 @@ def summary_table(value: dict[str, Any]) -> pd.DataFrame:
             "failures: objective / model / search": split,
             "size (MB)": f"{model['quantized_mb' if quantized else 'fp_mb']:.2f}",
             "bits / weight": f"{model['effective_bits']:.2f}" if quantized else "32",
-            "quantize (s)": f"{timing['quantization_s']:.1f}" if quantized else "-",
+            "quantize (s)": f"{timing['quantization_s']:.2g}" if quantized else "-",
             "plan (s / episode)": f"{timing['quant_s_per_episode' if quantized else 'fp_s_per_episode']:.1f}",
         })
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
