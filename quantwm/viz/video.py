@@ -68,12 +68,18 @@ def upscale(frames: np.ndarray, min_size: int = 256) -> np.ndarray:
     return _nearest(frames, max(1, -(-min_size // frames.shape[1])))
 
 
-def side_by_side(*videos: np.ndarray, gap: int = 4) -> np.ndarray:
-    """Videos (T_i, H, W, 3) -> one (max T, H, sum W + gaps, 3); shorter ones hold their last frame."""
+def side_by_side(*videos: np.ndarray, gap: int | Sequence[int] = 4) -> np.ndarray:
+    """Videos (T_i, H, W, 3) -> one (max T, H, sum W + gaps, 3); shorter ones hold their last frame.
+    ``gap``: px of white between neighbours, one width or one per neighbouring pair."""
     t = max(len(v) for v in videos)
-    padded = [np.concatenate([v, np.repeat(v[-1:], t - len(v), axis=0)]) for v in videos]
-    sep = np.full((t, videos[0].shape[1], gap, 3), 255, dtype=np.uint8)
-    parts = [p for v in padded for p in (v, sep)][:-1]
+    gaps = [gap] * (len(videos) - 1) if isinstance(gap, int) else list(gap)
+    if len(gaps) != len(videos) - 1:
+        raise ValueError(f"{len(videos)} videos need {len(videos) - 1} gaps, got {len(gaps)}")
+    parts = []
+    for v, g in zip(videos, [*gaps, 0]):
+        parts.append(np.concatenate([v, np.repeat(v[-1:], t - len(v), axis=0)]))
+        if g:
+            parts.append(np.full((t, v.shape[1], g, 3), 255, dtype=np.uint8))
     return np.concatenate(parts, axis=2)
 
 
@@ -191,13 +197,8 @@ def _row(panels: Sequence[dict[str, Any]], gaps: Sequence[int]) -> np.ndarray:
     n_caption = max(len(_caption_lines(x, w)) for p in panels for x in set(map(tuple, p["lines"])))
     fill = VIEW_PX - title_h - h
     caption_h = max(_caption_height(n_caption, w), fill + fill % 2)
-    built = [_panel(p["frames"], p["title"], p["color"], p["lines"], title_h, caption_h) for p in panels]
-    parts = []
-    for video, gap in zip(built, [*gaps, 0]):
-        parts.append(video)
-        if gap:
-            parts.append(np.full((*video.shape[:2], gap, 3), 255, np.uint8))
-    return np.concatenate(parts, axis=2)
+    return side_by_side(*(_panel(p["frames"], p["title"], p["color"], p["lines"], title_h, caption_h) for p in panels),
+                        gap=gaps)
 
 
 # ---------------------------------------------------------------- overlays
