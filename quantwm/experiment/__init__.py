@@ -6,10 +6,10 @@ identical episodes, the imagination probe, analyses and media, cached.
 """
 from quantwm.experiment.config import CalibrationSpec, ExperimentConfig, ModelSource, PlannerChoice
 from quantwm.experiment.evaluation import (
-    EvalResult, calibrate, check_env, episode_video, evaluate, load_model, plan_replays,
+    EvalResult, calibrate, check_env, evaluate, load_model, plan_replays,
 )
 
 __all__ = [
     "CalibrationSpec", "EvalResult", "ExperimentConfig", "ModelSource", "PlannerChoice", "calibrate", "check_env",
-    "episode_video", "evaluate", "load_model", "plan_replays",
+    "evaluate", "load_model", "plan_replays",
 ]

@@ -9,7 +9,7 @@ episode set share one FP run and one calibration.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +100,6 @@ class PlannerChoice:
     def spec(self, env: str) -> PlannerSpec:
         """The PlannerSpec on ``env`` (ValueError for values the planner rejects)."""
         return planner_spec(env, self.name, preset=self.preset, **dict(self.overrides))
-
-    def with_overrides(self, **values: Any) -> "PlannerChoice":
-        return replace(self, overrides=tuple({**dict(self.overrides), **values}.items()))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Full-precision evaluation: load a world model, plan named episodes, calibration capture, episode videos."""
+"""Full-precision evaluation: load a world model, plan named episodes, calibration capture."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from quantwm.analysis import failure_split
-from quantwm.envs import ENV_NAMES, make_env
+from quantwm.envs import ENV_NAMES
 from quantwm.envs.episodes import make_eval_episodes
 from quantwm.models import OfficialCheckpoint, WorldModel, load_checkpoint, shipped_checkpoint
 from quantwm.planning import EpisodeRecord, PlannerSpec, planner_spec, run_episodes
@@ -122,23 +122,3 @@ def calibrate(model: WorldModel, env: str, groups: tuple[str, ...] = ("predictor
     eps = make_eval_episodes(env, episodes, seed, data_dir=data_dir, split="calib")
     return capture_calibration(model, groups, lambda: run_episodes(model, env, eps, spec, batch_size=len(eps)),
                                size=size, seed=seed)
-
-
-def episode_video(model: WorldModel, env: str, planner: str, episode: int, seed: int, out_dir: Path,
-                  data_dir: Path | None = None) -> tuple[Path, EpisodeRecord]:
-    """Plan one episode (index ``episode`` of the evaluation set of ``seed``) and write its mp4.
-
-    The video shows the executed real frames beside the goal frame.
-    """
-    from quantwm.viz.video import side_by_side, write_mp4
-
-    check_env(env)
-    if episode < 0:
-        raise ValueError(f"episode index must be >= 0, got {episode}")
-    ep = make_eval_episodes(env, episode + 1, seed, data_dir=data_dir)[episode]
-    spec = planner_spec(env, planner)
-    record = run_episodes(model, env, [ep], spec, record_frames=True)[0]
-    goal_frame = make_env(env, render_size=model.cfg.image_size).reset(options={"state": ep.goal_state})[0]["visual"]
-    goal = np.repeat(goal_frame[None], len(record.frames), axis=0)
-    path = write_mp4(side_by_side(record.frames, goal), out_dir / f"{env}_{planner}_s{seed}_e{episode}.mp4")
-    return path, record

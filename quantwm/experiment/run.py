@@ -60,13 +60,6 @@ class ExperimentResult:
     media: dict[str, Path]
     cached: bool
 
-    @property
-    def config(self) -> ExperimentConfig:
-        return ExperimentConfig.from_dict(self.value["config"])
-
-    def video(self, kind: str, episode: int) -> Path | None:
-        return self.media.get(f"{kind}_{episode}.mp4")
-
 
 # ---- models ---------------------------------------------------------------------------------
 def weights_sha256(model: torch.nn.Module) -> str:
@@ -259,8 +252,8 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None, *
     check_config(config, fp)
     cache = (cache or ResultsCache()) if use_cache else None
     key = experiment_key(config, sha)
-    if cache is not None and (found := cached_result(config, cache)) is not None:
-        return found
+    if cache is not None and (entry := cache.get(key)) is not None:
+        return ExperimentResult(key, entry.value, entry.media, cached=True)
     timing: dict[str, float] = {}
     t = time.time()
     fit, held = calibration_for(fp, sha, config, cache, progress)
@@ -374,7 +367,7 @@ def run_opt_steps(config: ExperimentConfig, steps: tuple[int, ...] = OPT_STEPS, 
     runs = []
     for n, s in enumerate(steps):
         progress("optimiser steps", n, len(steps))
-        variant = replace(config, planner=PlannerChoice("cem", config.planner.preset).with_overrides(opt_steps=s))
+        variant = replace(config, planner=PlannerChoice("cem", config.planner.preset, overrides=(("opt_steps", s),)))
         fp_value, _, _ = fp_side(fp, sha, variant, cache)
         q_result, _ = plan_side(quantized, fp, variant, "planning quantized")
         runs += [{"opt_steps": s, "side": "fp", "episodes": fp_value["episodes"]},
