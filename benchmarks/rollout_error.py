@@ -44,6 +44,7 @@ from quantwm.experiment import load_model  # noqa: E402
 from quantwm.models import Latents  # noqa: E402
 from quantwm.planning.episodes import encode_observations  # noqa: E402
 from quantwm.runtime import configure_runtime  # noqa: E402
+from quantwm.training.quality import latent_quality, validation_windows  # noqa: E402
 
 
 # state perturbations of one success tolerance (PushT: 20 units, pi / 9; Wall: 4.5 px)
@@ -220,31 +221,18 @@ def main() -> None:
             raise SystemExit("--replans reads Wall episodes: pass --env wall")
         wall_replans(model, args.replans, args.eval_seed)
         return
-    skip = model.cfg.frameskip
-    span = args.steps * skip
     data = load_split(dataset_dir(args.env), "val", frames=True)
-    rng = np.random.default_rng(args.seed)
-    episodes = [data.episode(e) for e in range(data.n_episodes)]
-    episodes = [r for r in episodes if r.stop - r.start - 1 >= span]
-    starts = np.array([r.start + int(rng.integers(r.stop - r.start - span)) for r in
-                       (episodes[int(i)] for i in rng.integers(len(episodes), size=args.windows))])
-    frame_rows = starts[:, None] + skip * np.arange(args.steps + 1)  # (W, steps + 1)
-    actions = torch.from_numpy(np.stack([data.actions[s : s + span] for s in starts])).float()
-    with torch.inference_mode():
-        real = model.encode_obs(torch.from_numpy(data.frames[frame_rows]), torch.from_numpy(data.proprio[frame_rows]).float())
-        planner_actions = model.normalize_actions(actions.view(args.windows, args.steps, skip, model.cfg.action_dim))
-        imagined = model.split(model.rollout(Latents(real.visual[:, :1], real.proprio[:, :1]), planner_actions))
-    print(f"{args.env}: {args.windows} validation windows, {args.steps} planner steps of {skip} env steps, from one frame")
-    print(f"{'step':>4} {'visual err':>11} {'copy-frame':>11} {'ratio':>6} {'proprio err':>12}   (medians over windows)")
-    for k in range(1, args.steps + 1):
-        vis = (imagined.visual[:, k] - real.visual[:, k]).pow(2).mean((1, 2)).median()
-        copy = (real.visual[:, 0] - real.visual[:, k]).pow(2).mean((1, 2)).median()
-        prop = (imagined.proprio[:, k] - real.proprio[:, k]).pow(2).mean(1).median()
-        print(f"{k:>4} {vis:11.4f} {copy:11.4f} {vis / copy:6.2f} {prop:12.5f}")
-    final = ((imagined.visual[:, -1] - real.visual[:, -1]).pow(2).mean((1, 2))
-             + (imagined.proprio[:, -1] - real.proprio[:, -1]).pow(2).mean(1)).median()
-    print(f"planning cost of the model's error after {args.steps} steps: {final:.4f}; cost of one success tolerance (encoder):")
-    for name, cost in resolution(model, args.env, data.states[frame_rows[:, -1]]).items():
+    q = latent_quality(model, data, args.windows, args.steps, args.seed)
+    print(f"{args.env}: {args.windows} validation windows, {args.steps} planner steps of {model.cfg.frameskip} env steps, from one frame")
+    print(f"{'step':>4} {'visual err':>11} {'copy-frame':>11} {'ratio':>6} {'proprio err':>12} {'PSNR dB':>8}   (medians over windows)")
+    for k in range(args.steps):
+        psnr = f"{q.pred_psnr[k]:8.2f}" if q.pred_psnr else f"{'-':>8}"
+        print(f"{k + 1:>4} {q.visual_mse[k]:11.4f} {q.copy_mse[k]:11.4f} {q.visual_mse[k] / q.copy_mse[k]:6.2f} {q.proprio_mse[k]:12.5f} {psnr}")
+    if q.recon_psnr is not None:
+        print(f"decoder on the encoder's latents of the real frames: PSNR {q.recon_psnr:.2f} dB")
+    ends = validation_windows(data, args.steps * model.cfg.frameskip, args.windows, args.seed) + args.steps * model.cfg.frameskip
+    print(f"planning cost of the model's error after {args.steps} steps: {q.final_cost:.4f}; cost of one success tolerance (encoder):")
+    for name, cost in resolution(model, args.env, data.states[ends]).items():
         print(f"  {name:<20} {cost:.4f}")
     if args.env == "wall":
         print("pushes into the middle wall held for 6 planner steps: share imagined past it after 1..6 planner steps "

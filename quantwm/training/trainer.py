@@ -37,6 +37,7 @@ from quantwm.models import Latents, WorldModel, WorldModelConfig, save_checkpoin
 from quantwm.planning.objective import planning_cost
 from quantwm.runtime import check_device
 from quantwm.training.presets import TrainPreset, get_preset
+from quantwm.training.quality import latent_quality
 
 PHASES = ("encoder", "predictor", "decoder")
 
@@ -362,6 +363,7 @@ class Trainer:
                      "plan_replays": self.plans},
             "wall_time_s": round(self.state["elapsed_s"], 1),
             "relevance": relevance,
+            "quality": latent_quality(self.model, self.val, self.cfg.eval_windows, self.preset.planning_horizon, self.cfg.seed).to_dict(),
         }
         path = save_checkpoint(self.model, self.cfg.out, training)
         base = path.with_suffix("")
