@@ -8,7 +8,7 @@ Per checkpoint: latent quality on the validation split (``quantwm.training.quali
 visual latent error after 1 and 5 planner steps over the copied context frame, decoded PSNR of the
 real frames' latents and of the imagined ones after 1 and 5 steps), then the planner's success on
 the same evaluation episodes with a 95 % Wilson interval, the do-nothing baseline beside it, and
-the median seconds per episode. ``--set`` overrides the planner preset (``planner_spec`` keywords),
+the median seconds per episode (and, on PushT, how far the goals move the T). ``--set`` overrides the planner preset (``planner_spec`` keywords),
 so planner ablations on one checkpoint use the same table. Prints one markdown row per checkpoint.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from quantwm.envs.dataset import dataset_dir, load_split  # noqa: E402
-from quantwm.envs.episodes import make_eval_episodes  # noqa: E402
+from quantwm.envs.episodes import goal_motion_stats, make_eval_episodes  # noqa: E402
 from quantwm.experiment import load_model  # noqa: E402
 from quantwm.planning import planner_spec, run_episodes  # noqa: E402
 from quantwm.runtime import configure_runtime  # noqa: E402
@@ -60,6 +60,8 @@ def main() -> None:
     idle = planner_spec(args.env, "do_nothing", preset=args.preset)
     val = load_split(dataset_dir(args.env), "val")
     episodes = make_eval_episodes(args.env, args.episodes, args.seed)
+    if args.env == "pusht":  # the goals must still require moving the T
+        print("PushT goal motion:", json.dumps({k: round(v, 3) for k, v in goal_motion_stats(episodes).items()}), file=sys.stderr)
     rows = []
     for ckpt in args.checkpoints:
         model = load_model(args.env, ckpt)
