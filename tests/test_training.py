@@ -59,6 +59,9 @@ def test_interrupted_training_resumes_to_identical_weights(wall_data: Path, tmp_
     assert meta["command"] == "quantwm train --env wall" and meta["seed"] == 0
     assert meta["data"]["train_episodes"] == 10 and meta["wall_time_s"] > 0
     assert set(meta["steps"]) == {"encoder", "predictor", "decoder"} and set(meta["relevance"]) >= {"cost_true", "cost_random"}
+    quality = meta["quality"]  # latent quality on validation windows of the relevance check's horizon
+    assert len(quality["visual_mse"]) == len(quality["copy_mse"]) == len(quality["pred_psnr"]) == 5
+    assert quality["final_cost"] > 0 and quality["recon_psnr"] > 0
     assert (tmp_path / "b" / "model.loss.png").stat().st_size > 1000
     assert (tmp_path / "b" / "model.log.jsonl").read_text().count("\n") >= 3
 
