@@ -9,7 +9,6 @@ import pytest
 
 from quantwm.cli import build_parser
 from quantwm.envs.dataset import DEFAULT_DATASETS, generate_dataset, load_split
-
 from quantwm.envs.episodes import make_eval_episodes
 from quantwm.experiment import load_model
 from quantwm.models import read_meta, shipped_checkpoint
@@ -44,9 +43,12 @@ def test_shipped_model_plans_to_success_where_doing_nothing_fails(env: str) -> N
     spec = planner_spec(env, "mpc")
     records = run_episodes(model, env, episodes, spec, batch_size=len(episodes))
     idle = run_episodes(model, env, episodes, planner_spec(env, "do_nothing"), batch_size=len(episodes))
-    for r, still in zip(records, idle):
+    for ep, r, still in zip(episodes, records, idle):
         assert not still.success, f"episode {r.index}: doing nothing already reaches the goal"
         assert r.success, f"episode {r.index} ended {r.state_distance:.1f} from the goal"
+        if env == "wall":  # the door was found: start and goal in opposite rooms, the dot ends in the goal's
+            assert (ep.start_state[0] < 32) != (ep.goal_state[0] < 32)
+            assert (r.states[-1][0] < 32) == (ep.goal_state[0] < 32)
         first_plan = r.objective_traces[0]
         assert len(first_plan) == spec.optimizer.opt_steps and first_plan[-1] < first_plan[0]
 
