@@ -23,7 +23,7 @@ end (the planner must be able to imagine the way that works, fast ones included)
 With ``--replans EVAL_JSON`` (Wall) it instead reads the failed episodes of a ``quantwm eval --json``
 record: at every 3rd replan, where the model imagined the plan ends and where it really ends.
 
-Usage: python benchmarks/rollout_error.py --env pusht|wall [--checkpoint PATH] [--windows 200] [--steps 5] [--threads 2]
+Usage: python benchmarks/rollout_error.py --env pusht|wall [--checkpoint PATH] [--split val|train|calib] [--windows 200] [--steps 5] [--threads 2]
        python benchmarks/rollout_error.py --env wall --replans cache/eval/wall_mpc.json [--eval-seed 99]
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from quantwm.envs import make_env  # noqa: E402
-from quantwm.envs.dataset import dataset_dir, load_split, replay_episode  # noqa: E402
+from quantwm.envs.dataset import SPLITS, dataset_dir, load_split, replay_episode  # noqa: E402
 from quantwm.experiment import load_model  # noqa: E402
 from quantwm.models import Latents  # noqa: E402
 from quantwm.planning.episodes import encode_observations  # noqa: E402
@@ -210,6 +210,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--checkpoint", help="a quantwm checkpoint's .json (default: the shipped model)")
+    parser.add_argument("--split", default="val", choices=list(SPLITS),
+                        help="windows from this split of the default dataset; a model's error on the windows it trained on "
+                             "against val's measures how much it overfits")
     parser.add_argument("--replans", type=Path, metavar="EVAL_JSON",
                         help="Wall: instead, read every 3rd replan of the failed episodes of a `quantwm eval --json` record")
     parser.add_argument("--eval-seed", type=int, default=99, help="the --seed of that `quantwm eval` run")
@@ -221,9 +224,9 @@ def main() -> None:
             raise SystemExit("--replans reads Wall episodes: pass --env wall")
         wall_replans(model, args.replans, args.eval_seed)
         return
-    data = load_split(dataset_dir(args.env), "val", frames=True)
+    data = load_split(dataset_dir(args.env), args.split, frames=True)
     q = latent_quality(model, data, args.windows, args.steps, args.seed)
-    print(f"{args.env}: {args.windows} validation windows, {args.steps} planner steps of {model.cfg.frameskip} env steps, from one frame")
+    print(f"{args.env}: {args.windows} {args.split} windows, {args.steps} planner steps of {model.cfg.frameskip} env steps, from one frame")
     print(f"{'step':>4} {'visual err':>11} {'copy-frame':>11} {'ratio':>6} {'proprio err':>12} {'PSNR dB':>8}   (medians over windows)")
     for k in range(args.steps):
         psnr = f"{q.pred_psnr[k]:8.2f}" if q.pred_psnr else f"{'-':>8}"

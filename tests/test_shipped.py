@@ -78,3 +78,17 @@ def test_shipped_wall_model_beats_copying_the_frame(tmp_path: Path) -> None:
     assert all(v < c for v, c in zip(q.visual_mse, q.copy_mse)), (q.visual_mse, q.copy_mse)
     assert q.visual_mse[-1] > q.visual_mse[0]
     assert 15 < q.recon_psnr < 60 and len(q.pred_psnr) == 5 and 15 < q.pred_psnr[0] < 60
+
+
+@pytest.mark.parametrize("env", ["wall", "pusht"])
+def test_shipped_model_never_trained_on_the_episodes_evaluation_draws_from(env: str) -> None:
+    """PushT's evaluation goals and the quantization calibration episodes come from the val and
+    calib episodes of the default dataset; the checkpoint's training episodes (generated from
+    ``default_rng([seed, index])``) include none of them."""
+    meta = read_meta(shipped_checkpoint(env))["training"]["data"]["meta"]
+    first, count = meta["counts"]["train"]["first_episode"], meta["counts"]["train"]["episodes"]
+    trained = range(first, first + count) if meta["config"]["seed"] == DEFAULT_DATASETS[env].seed else range(0)
+    held_out = DEFAULT_DATASETS[env].split_ranges()
+    for split in ("val", "calib"):
+        assert not set(trained) & set(held_out[split]), f"{env} trained on {split} episodes of the default dataset"
+    assert meta["config"]["env"] == env and meta["config"]["episode_len"] == DEFAULT_DATASETS[env].episode_len
