@@ -4,7 +4,7 @@
                                     [--batch-episodes 10] [--threads 2]
 
 Each planner runs in its own `quantwm eval` process (the CLI's code path, with the do-nothing
-baseline beside it); per-episode records land in cache/eval/ENV_PLANNER.json. Prints a markdown
+baseline beside it); per-episode records land in cache/eval/ENV_PLANNER.json (ENV_PLANNER_PRESET.json for other presets). Prints a markdown
 row per planner: success rate, mean final state distance, wall time per episode (batches
 amortised) and in total.
 """
@@ -31,7 +31,7 @@ def main() -> None:
     args = p.parse_args()
     rows = {}
     for planner in args.planners:
-        out = ROOT / "cache" / "eval" / f"{args.env}_{planner}.json"
+        out = ROOT / "cache" / "eval" / f"{args.env}_{planner}{'' if args.preset == 'quick' else '_' + args.preset}.json"
         cmd = [sys.executable, "-m", "quantwm.cli", "--threads", str(args.threads), "eval", "--env", args.env, "--planner", planner,
                "--batch-episodes", str(args.batch_episodes), "--preset", args.preset,
                "--episodes", str(args.episodes), "--seed", str(args.seed), "--json", str(out), "--quiet"]
