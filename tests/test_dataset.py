@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +125,25 @@ def test_generation_is_deterministic_and_atomic(wall_dir: Path, tmp_path: Path) 
     bigger = DatasetConfig(env="wall", n_episodes=12, episode_len=12, render_size=16, seed=5)
     rec = record_episode(make_env("wall", 16), DATA_POLICIES["wall"], bigger.seed, 3, bigger.episode_len)
     assert np.array_equal(rec["states"], load_split(wall_dir, "train").states[load_split(wall_dir, "train").episode(3)])
+
+
+def test_mapped_frames_equal_the_archive_and_follow_a_regenerated_split(tmp_path: Path) -> None:
+    """Training's memory-mapped frames equal the archived ones; the extracted copy is reused while
+    the archive is older, and extracted again once the split is regenerated with other frames."""
+    data = generate_dataset(WALL_CFG, tmp_path / "wall")
+    archive, copy = data / "train.npz", data / "train.frames.npy"
+    os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns - 10**9))  # written a while ago
+    mapped = load_split(data, "train", mmap=True)
+    assert isinstance(mapped.frames, np.memmap) and not mapped.frames.flags.writeable
+    first = np.array(mapped.frames)
+    assert np.array_equal(first, load_split(data, "train").frames)
+    inode = copy.stat().st_ino
+    assert np.array_equal(load_split(data, "train", mmap=True).frames, first) and copy.stat().st_ino == inode
+    os.utime(copy, ns=(copy.stat().st_atime_ns, archive.stat().st_mtime_ns))  # extracted before the split changed
+    generate_dataset(replace(WALL_CFG, seed=6), data)
+    again = load_split(data, "train", mmap=True).frames
+    assert np.array_equal(again, load_split(data, "train").frames) and not np.array_equal(again, first)
+    assert not list(data.glob("*.tmp"))
 
 
 def test_load_split_errors(wall_dir: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ Episode e (a global index; splits take consecutive index ranges, so they never s
 generated from ``np.random.default_rng([seed, e])`` alone, hence identical whatever ``n_episodes``.
 Each split is written to a temporary file and renamed, and ``meta.json`` is written last (and
 removed first), so an interrupted run never leaves a corrupt split or a dataset that looks complete.
+Training maps the frames from ``SPLIT.frames.npy``, an uncompressed copy extracted on first use.
 
 Plan replays (optional, ``plans.npz`` + ``plans.json``, same layout, episodes of any length): action
 sequences a planner chose, executed in the env from the states it planned from - DAgger-style data
@@ -22,6 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -224,9 +226,9 @@ def generate_dataset(cfg: DatasetConfig, out_dir: Path, progress: Callable[[int,
     return out_dir
 
 
-def load_split(data_dir: Path, split: str, frames: bool = True) -> EpisodeData:
+def load_split(data_dir: Path, split: str, frames: bool = True, mmap: bool = False) -> EpisodeData:
     """Load one split of a generated dataset, or its plan replays (``split="plans"``; ``frames=False``
-    skips decompressing the frames)."""
+    skips decompressing the frames; ``mmap=True`` maps them from disk instead, see ``frames_on_disk``)."""
     if split not in (*SPLITS, PLANS):
         raise ValueError(f"unknown split {split!r}; valid: {[*SPLITS, PLANS]}")
     data_dir = Path(data_dir)
@@ -237,12 +239,27 @@ def load_split(data_dir: Path, split: str, frames: bool = True) -> EpisodeData:
         raise FileNotFoundError(f"no complete {split} split at {data_dir} (missing {path.name} or {marker.name}): generate it with {how}")
     with np.load(path) as archive:
         return EpisodeData(
-            frames=archive["frames"] if frames else None,
+            frames=(frames_on_disk(path) if mmap else archive["frames"]) if frames else None,
             proprio=archive["proprio"],
             actions=archive["actions"],
             states=archive["states"],
             episode_offsets=archive["episode_offsets"],
         )
+
+
+def frames_on_disk(archive: Path) -> np.ndarray:
+    """The frames of the split archive ``archive`` (``SPLIT.npz``) as a read-only memory map of an
+    uncompressed copy beside it (``SPLIT.frames.npy``), extracted once and again whenever the archive
+    is newer. Training reads only the frames its batches touch, so a split larger than memory trains
+    (PushT: 49 KB per 128-px frame, 12 GB for 2400 episodes); slices of the map are read-only."""
+    archive = Path(archive)
+    copy = archive.with_suffix(".frames.npy")
+    if not copy.is_file() or copy.stat().st_mtime_ns <= archive.stat().st_mtime_ns:
+        tmp = copy.with_name(copy.name + ".tmp")
+        with zipfile.ZipFile(archive) as zipped, zipped.open("frames.npy") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 24)
+        os.replace(tmp, copy)
+    return np.load(copy, mmap_mode="r")
 
 
 def _plan_meta_path(data_dir: Path) -> Path:

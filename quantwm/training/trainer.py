@@ -126,8 +126,8 @@ class Trainer:
         self.device = check_device(cfg.device)
         self.preset = get_preset(cfg.env, cfg.preset_overrides)
         self.steps = _phase_steps(self.preset, cfg.steps_scale)
-        self.train = load_split(cfg.data_dir, "train")
-        self.val = load_split(cfg.data_dir, "val")
+        self.train = load_split(cfg.data_dir, "train", mmap=True)  # frames stay on disk: see frames_on_disk
+        self.val = load_split(cfg.data_dir, "val", mmap=True)
         spec = ENV_SPECS[cfg.env]
         if self.train.frames.shape[1] != self.preset.image_size:
             raise ValueError(
@@ -240,7 +240,7 @@ class Trainer:
         """(B, 3, S, S) -> (B, 3, S, S) in [0, 1]: 1 where a pixel differs from the mean frame."""
         if self._mean_frame is None:
             sample = self.train.frames[:: max(1, len(self.train.frames) // 2000)]
-            self._mean_frame = self.model.preprocess(torch.from_numpy(sample)).mean(0, keepdim=True)
+            self._mean_frame = self.model.preprocess(torch.from_numpy(np.array(sample))).mean(0, keepdim=True)
         gap = (x - self._mean_frame).abs().amax(dim=1, keepdim=True)
         return (gap > 0.1).float().expand_as(x)
 
@@ -251,7 +251,7 @@ class Trainer:
             frames, t0 = getattr(self, name).frames, time.time()
             self.model.encoder.eval()
             self._latents[name] = torch.cat([
-                self.model.encode_frames(torch.from_numpy(frames[i : i + 512])[None])[0]
+                self.model.encode_frames(torch.from_numpy(np.array(frames[i : i + 512]))[None])[0]
                 for i in range(0, len(frames), 512)
             ])
             self.state["elapsed_s"] += time.time() - t0
