@@ -4,9 +4,9 @@
                                     [--batch-episodes 10] [--threads 2]
 
 Each planner runs in its own `quantwm eval` process (the CLI's code path, with the do-nothing
-baseline beside it); per-episode records land in cache/eval/ENV_PLANNER.json (ENV_PLANNER_PRESET.json for other presets). Prints a markdown
-row per planner: success rate, mean final state distance, wall time per episode (batches
-amortised) and in total.
+baseline beside it); per-episode records land in cache/eval/ENV_PLANNER.json (quick preset) or
+cache/eval/ENV_PLANNER_PRESET.json. Prints a markdown row per planner: success rate, mean final
+state distance, wall time per episode (batches amortised) and in total.
 """
 from __future__ import annotations
 
