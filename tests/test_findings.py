@@ -1,6 +1,9 @@
 """Findings: verdict rules on hand-made results, and the shipped findings match the shipped models."""
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 from quantwm.analysis import findings as v
 from quantwm.experiment import ModelSource
 from quantwm.experiment.findings import EXPERIMENTS, FINDINGS, findings_options, load_findings
@@ -75,3 +78,15 @@ def test_shipped_findings_were_computed_with_the_shipped_checkpoints() -> None:
         assert record["weights_sha256"] == sha, f"assets/findings/{env}.json is stale: rerun `quantwm findings --env {env}`"
         assert set(record["results"]) == set(EXPERIMENTS)
         assert {f.id for f in FINDINGS if not f.cross_env} == set(record["verdicts"])
+
+
+def test_findings_doc_tables_are_the_stored_findings() -> None:
+    """docs/findings.md's result tables are exactly what benchmarks/findings_tables.py renders from assets/findings/."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("findings_tables", root / "benchmarks" / "findings_tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    doc = (root / "docs" / "findings.md").read_text()
+    for env, record in load_findings().items():
+        if env in ("wall", "pusht"):
+            assert tables.env_section(record) in doc, f"docs/findings.md's {env} tables are stale: paste `python benchmarks/findings_tables.py --env {env}`"
