@@ -250,10 +250,11 @@ class Trainer:
         if name not in self._latents:
             frames, t0 = getattr(self, name).frames, time.time()
             self.model.encoder.eval()
-            self._latents[name] = torch.cat([
-                self.model.encode_frames(torch.from_numpy(np.array(frames[i : i + 512]))[None])[0]
-                for i in range(0, len(frames), 512)
-            ])
+            cfg = self.model.cfg
+            out = torch.empty((len(frames), cfg.encoder.num_patches, cfg.visual_dim), device=self.device)  # filled in place:
+            for i in range(0, len(frames), 512):  # a list of chunks concatenated would hold the latents twice at its peak
+                out[i : i + 512] = self.model.encode_frames(torch.from_numpy(np.array(frames[i : i + 512]))[None].to(self.device))[0]
+            self._latents[name] = out
             self.state["elapsed_s"] += time.time() - t0
             echo(f"encoded {len(frames)} {name} frames in {time.time() - t0:.0f}s")
         return self._latents[name]
