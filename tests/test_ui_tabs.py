@@ -3,6 +3,7 @@ findings message, the compare table from a temporary results cache, filters and 
 from __future__ import annotations
 
 import io
+import os
 import time
 from pathlib import Path
 
@@ -244,3 +245,14 @@ def test_compare_overlay_leaves_out_experiments_without_probe_curves(cache: Resu
         latent, success, _, _ = overlay(["a" * 64, "f" * 64], "quant_vs_fp")
         assert overlay(["f" * 64], "quant_vs_fp")[0] is None
     assert len(latent.data) == 2 and len(success.data[0].x) == 1
+
+
+def test_exports_unused_for_a_day_are_pruned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    old, kept = compare.export_file("a.csv", "old\n"), compare.export_file("b.csv", "reused\n")
+    day_ago = time.time() - compare.EXPORT_MAX_AGE_S - 60
+    for p in (old, kept):
+        os.utime(p.parent, (day_ago, day_ago))
+    assert compare.export_file("b.csv", "reused\n") == kept  # reuse renews its age before the prune
+    new = compare.export_file("c.csv", "new\n")
+    assert not old.exists() and kept.read_text() == "reused\n" and new.read_text() == "new\n"

@@ -52,7 +52,9 @@ def build_app(official: OfficialCheckpoint | None = None, device: str = "cpu", c
     from quantwm.ui.findings import build_findings
 
     ctx = UIContext(official, device, cache or ResultsCache(), concurrency)
-    with gr.Blocks(title="quantwm") as app:
+    # Gradio copies every video it serves into its temp dir; copies older than a day are deleted hourly
+    # (the results cache keeps the originals).
+    with gr.Blocks(title="quantwm", delete_cache=(3600, 86400)) as app:
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Explore", id="explore", elem_id="tab-explore"):
                 explore = build_explore(ctx)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,16 +158,35 @@ def export_dir() -> Path:
     return Path(root) / "quantwm-exports"
 
 
+EXPORT_MAX_AGE_S = 86400  # exports unused this long are deleted when a new one is written (each figure is ~5 MB)
+
+
 def export_file(name: str, content: str) -> Path:
-    """Write ``content`` as ``<export dir>/<content hash>/<name>`` (the same content reuses its file)."""
+    """Write ``content`` as ``<export dir>/<content hash>/<name>`` (the same content reuses its file and
+    renews its age); then delete the exports no view has written or reused for ``EXPORT_MAX_AGE_S``."""
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     path = export_dir() / digest / name
-    if not path.exists():
+    if path.exists():
+        os.utime(path.parent)
+    else:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(content)
         tmp.replace(path)
+    prune_exports()
     return path
+
+
+def prune_exports(max_age_s: float = EXPORT_MAX_AGE_S) -> None:
+    """Delete export folders whose last write or reuse is older than ``max_age_s``; one a concurrent
+    request removes first is skipped."""
+    cutoff = time.time() - max_age_s
+    for folder in export_dir().iterdir():
+        try:
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder)
+        except FileNotFoundError:
+            continue
 
 
 def export_figure(figure: go.Figure, name: str) -> Path:
