@@ -104,7 +104,8 @@ def test_compare_tab_lists_refreshes_and_overlays(page, results_dir: Path, tmp_p
     page.get_by_role("tab", name="Compare").click()
     table = page.locator("#compare-table")
     table.get_by_text("quantized success").wait_for()
-    assert "No experiment in the results cache yet" in page.locator("#compare-status").inner_text()
+    page.wait_for_function("document.querySelector('#compare-status').innerText.includes('No experiment in the results cache yet')",
+                           timeout=15_000)  # the header shows before the page-load refresh has answered
 
     put_experiment(ResultsCache(results_dir), "e" * 64, "wall", "pred W3 per_channel", 0.4, 0.5)
     page.locator("#compare-refresh").click()
@@ -117,4 +118,6 @@ def test_compare_tab_lists_refreshes_and_overlays(page, results_dir: Path, tmp_p
     page.keyboard.press("Escape")
     page.wait_for_function("document.querySelectorAll('#compare-latent .main-svg .trace, #compare-success .main-svg .trace')"
                            ".length >= 3", timeout=15_000)
+    page.wait_for_function("document.querySelectorAll('#compare-layers .main-svg .hm, #compare-layers .main-svg image')"
+                           ".length >= 1", timeout=15_000)
     page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)

@@ -219,11 +219,14 @@ def test_compare_tab_wires_listing_and_overlay(cache: ResultsCache, tmp_path: Pa
     assert note.startswith("2 of 3") and len(table) == 2
     assert [k for _, k in picker.choices] == ["b" * 64, "a" * 64]
     assert csv.value["orig_name"] == "quantwm-experiments.csv" and csv.interactive
-    latent, success, latent_html, success_html = fns["compare_overlay"](["a" * 64, "b" * 64], "quant_vs_true")
+    latent, success, layers, latent_html, success_html, layers_html = fns["compare_overlay"](["a" * 64, "b" * 64], "quant_vs_true")
     assert len(latent.data) == 4 and len(success.data) == 2 and sorted(success.data[1].y) == [0.3, 0.5]
     assert Path(latent_html.value["path"]).read_text().startswith("<!doctype html>") and success_html.interactive
+    heat = layers.data[0]
+    assert list(heat.y) == [f"predictor.layers.{i}.fc" for i in range(3)] and len(heat.x) == 2 and layers_html.interactive
+    assert [row[0] for row in heat.z] == [14.0, 15.0, 16.0]
     empty = fns["compare_overlay"]([], "quant_vs_fp")
-    assert empty[0] is None and not empty[2].interactive
+    assert empty[0] is None and empty[2] is None and not empty[3].interactive
 
 
 def test_distinct_names_drop_shared_parts() -> None:
@@ -242,7 +245,7 @@ def test_compare_overlay_leaves_out_experiments_without_probe_curves(cache: Resu
         compare.build_compare(UIContext(cache=cache))
     overlay = next(fn.fn for fn in app.fns.values() if fn.api_name == "compare_overlay")
     with pytest.warns(UserWarning, match="no imagination-probe curves"):
-        latent, success, _, _ = overlay(["a" * 64, "f" * 64], "quant_vs_fp")
+        latent, success, *_ = overlay(["a" * 64, "f" * 64], "quant_vs_fp")
         assert overlay(["f" * 64], "quant_vs_fp")[0] is None
     assert len(latent.data) == 2 and len(success.data[0].x) == 1
 

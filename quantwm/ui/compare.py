@@ -1,5 +1,5 @@
-"""Compare tab: every cached experiment in a filterable table; overlay the latent-error curves and
-the success of several; export the table as CSV and each figure as HTML.
+"""Compare tab: every cached experiment in a filterable table; overlay the latent-error curves, the
+success and the per-layer SQNR of several; export the table as CSV and each figure as HTML.
 
 The table reads the cache's metadata only (``ResultsCache.list``); values are loaded just for the
 experiments picked for the overlay.
@@ -19,8 +19,10 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
+from quantwm.analysis import layer_table
 from quantwm.cache import EntryInfo
-from quantwm.viz.figures import FP_COLOR, GROUP_COLORS, QUANT_COLOR, latent_error_figure, success_bits_figure
+from quantwm.viz.figures import (FP_COLOR, GROUP_COLORS, QUANT_COLOR, latent_error_figure, layer_heatmap_figure,
+                                 success_bits_figure)
 
 if TYPE_CHECKING:
     from quantwm.ui import UIContext
@@ -151,6 +153,14 @@ def success_figure(named_meta: Sequence[tuple[str, Mapping[str, Any]]]) -> go.Fi
     return figure.update_layout(legend=dict(y=1.02, yanchor="bottom", x=1, xanchor="right"), margin=dict(t=50))
 
 
+def layers_figure(named_layers: Sequence[tuple[str, Sequence[Mapping[str, Any]]]]) -> go.Figure | None:
+    """Per-layer SQNR heat map (layers x experiments) of the experiments that report layers, from
+    (name, the result's ``layers`` rows) pairs; None when none does. Layers one experiment does
+    not quantize stay blank, so experiments on different modules line up by layer name."""
+    reported = {name: list(rows) for name, rows in named_layers if rows}
+    return layer_heatmap_figure(layer_table(reported)) if reported else None
+
+
 # ---- exports ----------------------------------------------------------------------------------
 def export_dir() -> Path:
     """Where exported files go: under Gradio's temp dir (it serves files from there)."""
@@ -199,7 +209,7 @@ def export_figure(figure: go.Figure, name: str) -> Path:
 def build_compare(ctx: UIContext) -> None:
     """The Compare tab; its table refreshes on page load, on a filter change and on Refresh."""
     gr.Markdown("## Compare cached experiments\nEvery experiment in this server's results cache. Filter the "
-                "table, then pick up to eight experiments to overlay their latent-error curves and success rates.")
+                "table, then pick up to eight experiments to overlay their latent-error curves, success rates and per-layer SQNR.")
     with gr.Row():
         filters = [gr.Dropdown(label=f"filter: {column}", multiselect=True, choices=[], min_width=160,
                                elem_id=f"compare-filter-{column}") for column in FILTERS]
@@ -224,6 +234,11 @@ def build_compare(ctx: UIContext) -> None:
     gr.Markdown("Left: how far each experiment's quantized imagination drifts, step by step along the same action "
                 "sequences (mean over episodes, shaded 95 % band); lower is better. Right: planning success of the "
                 "full-precision (blue) and quantized (orange) model on each experiment's episodes.")
+    gr.Markdown("Below: each quantized layer's output SQNR against FP on inputs recorded while the FP model planned "
+                "calibration episodes (dB, higher is closer to FP; blank where an experiment leaves the layer in FP). "
+                "Layers that turn dark in the columns of experiments that lose success are where their error enters.")
+    layers_plot = gr.Plot(show_label=False, elem_id="compare-layers")
+    layers_html = gr.DownloadButton("Download chart (HTML)", interactive=False, size="sm")
 
     def refresh_table(*values: Any) -> list[Any]:
         *chosen, picked = values
@@ -248,18 +263,20 @@ def build_compare(ctx: UIContext) -> None:
         if len(probed) < len(entries):
             gr.Warning("Some picked experiments have no imagination-probe curves (no probe was run); they are left out.")
         entries = probed
+        off = gr.DownloadButton(value=None, interactive=False)
         if not entries:
-            off = gr.DownloadButton(value=None, interactive=False)
-            return [None, None, off, off]
+            return [None, None, None, off, off, off]
         names, shared = distinct_names([experiment_parts(e.meta) for e in entries])
         latent = latent_overlay_figure([(n, e.value["latent_error"]) for n, e in zip(names, entries)], curve_key, shared)
         success = success_figure([(n, e.meta) for n, e in zip(names, entries)])
-        return [latent, success, gr.DownloadButton(value=export_figure(latent, "latent-error"), interactive=True),
-                gr.DownloadButton(value=export_figure(success, "success"), interactive=True)]
+        layers = layers_figure([(n, e.value.get("layers", [])) for n, e in zip(names, entries)])
+        return [latent, success, layers, gr.DownloadButton(value=export_figure(latent, "latent-error"), interactive=True),
+                gr.DownloadButton(value=export_figure(success, "success"), interactive=True),
+                gr.DownloadButton(value=export_figure(layers, "layer-sqnr"), interactive=True) if layers else off]
 
     outputs = [*filters, status, table, picker, csv_button]
     gr.on(None, lambda: refresh_table(*[[]] * (len(FILTERS) + 1)), outputs=outputs, api_visibility="private")  # page load
     gr.on([refresh.click, *(f.change for f in filters)], refresh_table, inputs=[*filters, picker], outputs=outputs,
           api_name="compare_table")
     gr.on([picker.change, curve.change], overlay, inputs=[picker, curve],
-          outputs=[latent_plot, success_plot, latent_html, success_html], api_name="compare_overlay")
+          outputs=[latent_plot, success_plot, layers_plot, latent_html, success_html, layers_html], api_name="compare_overlay")
