@@ -57,7 +57,7 @@ step interactive_mpc quantwm --threads 2 eval --env "$ENV" --planner mpc --episo
     --json "$OUT/interactive_mpc.json"
 step interactive_cem quantwm --threads 2 eval --env "$ENV" --planner cem --episodes 10 --batch-episodes 1 --quiet \
     --json "$OUT/interactive_cem.json"
-step screenshot python benchmarks/screenshot_findings.py
+step screenshot python benchmarks/screenshots.py --tab findings
 python benchmarks/findings_tables.py --env "$ENV" > "$OUT/findings_tables.md"
 for f in "$OUT"/interactive_*.json; do
     python -c "import json, sys; s = json.load(open(sys.argv[1]))['results'][0]['summary']

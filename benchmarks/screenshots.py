@@ -1,0 +1,129 @@
+"""Retake README's screenshots of the Findings and Compare tabs in headless Debian chromium
+(1280 px wide), with the app on a free port.
+
+    python benchmarks/screenshots.py [--tab findings compare] [--out-dir docs/screenshots]
+                                     [--compare-env wall]
+
+findings: an empty results cache; the tab draws from assets/findings/ (1280 x 800).
+compare: this machine's results cache (cache/results, or $QUANTWM_RESULTS_DIR), which must hold the
+findings experiments of ``--compare-env`` (`quantwm findings`); the table filtered to that env and
+four of those experiments overlaid (RTN on the predictor's weights, W4 / W3, per channel / group
+32), the whole page.
+Look at the pictures before committing them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import Page, TimeoutError, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from quantwm.cache import RESULTS_DIR_ENV  # noqa: E402
+from quantwm.experiment.findings import load_findings  # noqa: E402
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+COMPARE_PICKS = ("RTN W4 per_channel predictor", "RTN W4 group32 predictor", "RTN W3 per_channel predictor",
+                 "RTN W3 group32 predictor")
+
+
+def plots_drawn(selector: str, n: int = 1) -> str:
+    """JS predicate: at least ``n`` plotly charts under ``selector`` have drawn their data."""
+    return (f"() => {{ const ps = document.querySelectorAll('{selector} .js-plotly-plot'); return ps.length >= {n} && "
+            "[...ps].every(p => p.data && p.data.length > 0 && p.querySelector('.main-svg .trace, .main-svg .hm')); }")
+
+
+def shoot_findings(page: Page, out: Path) -> None:
+    page.get_by_role("tab", name="Findings").click()
+    page.wait_for_function(plots_drawn("#tab-findings"), timeout=30_000)
+    time.sleep(1)  # plotly's transitions settle
+    page.screenshot(path=str(out))
+
+
+def shoot_compare(page: Page, out: Path, env: str) -> None:
+    page.get_by_role("tab", name="Compare").click()
+    page.locator("#compare-filter-env input").click()
+    page.locator("#compare-filter-env [role=option]", has_text=env).first.click()
+    page.keyboard.press("Escape")
+    page.wait_for_function(f"""() => {{ const rows = [...document.querySelectorAll('#compare-table .virtual-row')];
+        return rows.length > 0 && rows.every(r => r.querySelector('[role=gridcell]').innerText.trim() === '{env}'); }}""",
+                           timeout=30_000)
+    picker = page.locator("#compare-picker input")
+    episodes = load_findings()[env]["episodes"]  # the findings' experiments, not other cached runs of the same label
+    for n, label in enumerate(COMPARE_PICKS, 1):
+        picker.click()
+        picker.fill(f"{env} · {label} · mpc · {episodes} ep")  # the dropdown lists only matching names; Enter picks the first
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        try:  # each experiment adds a mean curve and its band to the latent-error chart
+            page.wait_for_function(f"document.querySelectorAll('#compare-latent .main-svg .trace').length >= {2 * n}",
+                                   timeout=30_000)
+        except TimeoutError:
+            raise SystemExit(f"no cached {env} experiment '{label}' to overlay: run `quantwm findings --env {env}` first") from None
+    page.wait_for_function(plots_drawn("#tab-compare", 3), timeout=30_000)
+    time.sleep(1)
+    page.screenshot(path=str(out), full_page=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def with_app(results_dir: str | None, shoot: Callable[[Page], None]) -> None:
+    """Start the app (its results cache at ``results_dir``, None: the default), open it at 1280 x 800, shoot."""
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    if results_dir is not None:
+        env[RESULTS_DIR_ENV] = results_dir
+    app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or app.poll() is not None:
+                    raise SystemExit(f"the app did not listen on port {port}") from None
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS, headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"http://127.0.0.1:{port}")
+            page.locator("#tabs").wait_for()
+            shoot(page)
+            browser.close()
+    finally:
+        app.terminate()
+        app.wait(10)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--tab", nargs="+", choices=["findings", "compare"], default=["findings", "compare"])
+    p.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "screenshots")
+    p.add_argument("--compare-env", choices=["wall", "pusht"], default="wall")
+    args = p.parse_args()
+    for tab in args.tab:
+        out = args.out_dir / f"{tab}.png"
+        if tab == "findings":
+            with_app(tempfile.mkdtemp(prefix="quantwm-shot-"), lambda page: shoot_findings(page, out))
+        else:
+            with_app(None, lambda page: shoot_compare(page, out, args.compare_env))
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
