@@ -55,7 +55,7 @@ def env_section(record: dict[str, Any]) -> str:
             f"weights sha256 `{record['weights_sha256'][:12]}`)")
     opt = record["opt_steps"]
     return "\n".join([head, "", *experiments_table(record), "",
-                      f"Open-loop CEM, {opt['label'].removesuffix(' predictor')} predictor, by optimiser steps "
+                      f"Open-loop CEM, {opt['label']}, by optimiser steps "
                       "(success FP / quantized; imagined -> true objective):", "", *opt_steps_table(opt)])
 
 

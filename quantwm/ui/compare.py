@@ -157,7 +157,7 @@ def layers_figure(named_layers: Sequence[tuple[str, Sequence[Mapping[str, Any]]]
     """Per-layer SQNR heat map (layers x experiments) of the experiments that report layers, from
     (name, the result's ``layers`` rows) pairs; None when none does. Layers one experiment does
     not quantize stay blank, so experiments on different modules line up by layer name."""
-    reported = {name: list(rows) for name, rows in named_layers if rows}
+    reported = {name: rows for name, rows in named_layers if rows}
     return layer_heatmap_figure(layer_table(reported)) if reported else None
 
 
@@ -173,16 +173,17 @@ EXPORT_MAX_AGE_S = 86400  # exports unused this long are deleted when a new one 
 
 def export_file(name: str, content: str) -> Path:
     """Write ``content`` as ``<export dir>/<content hash>/<name>`` (the same content reuses its file and
-    renews its age); then delete the exports no view has written or reused for ``EXPORT_MAX_AGE_S``."""
+    renews its age); a new file also deletes the exports no view has written or reused for
+    ``EXPORT_MAX_AGE_S``."""
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     path = export_dir() / digest / name
     if path.exists():
         os.utime(path.parent)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(content)
-        tmp.replace(path)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(content)
+    tmp.replace(path)
     prune_exports()
     return path
 
