@@ -32,6 +32,9 @@ def _cmd_data(args: argparse.Namespace) -> None:
     if args.plans:
         from quantwm.experiment import load_model, plan_replays
 
+        if args.set:
+            raise ValueError("--set changes the scripted data policy; --plans replays a planner's actions instead")
+
         if args.checkpoint is None:
             raise ValueError("--plans needs --checkpoint: the model that planned them (its action normalisation)")
         starts, actions, source = plan_replays(load_model(args.env, args.checkpoint), [Path(p) for p in args.plans])
@@ -40,7 +43,8 @@ def _cmd_data(args: argparse.Namespace) -> None:
         print(f"wrote {len(starts)} plan replays to {out_dir}/plans.npz")
         return
     cfg = DEFAULT_DATASETS[args.env]
-    cfg = replace(cfg, **{k: v for k, v in (("n_episodes", args.episodes), ("seed", args.seed)) if v is not None})
+    cfg = replace(cfg, **{k: v for k, v in (("n_episodes", args.episodes), ("seed", args.seed)) if v is not None},
+                  policy_overrides=tuple(args.set))
     def progress(done: int, total: int) -> None:
         if done % 100 == 0 or done == total:
             print(f"  {done}/{total} episodes", flush=True)
@@ -312,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--episodes", type=_positive)
     d.add_argument("--seed", type=int)
     d.add_argument("--out")
+    d.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="change a setting of the env's scripted data policy (class attributes of WallDataPolicy / "
+                        "PushTDataPolicy), e.g. --set charge_prob=0.2 --set charge_steps='(10, 40)' (repeatable; recorded in meta.json)")
     d.add_argument("--plans", nargs="+", metavar="EVAL_JSON",
                    help="instead, replay every plan of these `quantwm eval --json` records in the env (an extra training "
                         "split of where the planner goes; needs --checkpoint, the model that planned them)")

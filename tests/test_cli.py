@@ -31,6 +31,12 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     (["data", "--env", "wall", "--plans", "mpc.json"], "--plans needs --checkpoint: the model that planned them"),
     (["data", "--env", "wall", "--plans", "/nonexistent/mpc.json", "--checkpoint", "assets/wall.json"],
      "/nonexistent/mpc.json is not a `quantwm eval --json` record"),
+    (["data", "--env", "wall", "--set", "charge_rate=0.2", "--out", "/nonexistent/wall"],
+     "unknown wall data policy setting 'charge_rate'; valid: charge_noise, charge_prob, charge_speed"),
+    (["data", "--env", "pusht", "--set", "push_steps=(6.5, 20)", "--out", "/nonexistent/pusht"],
+     "pusht data policy setting push_steps must be a tuple of 2 integers like (6, 26), got '(6.5, 20)'"),
+    (["data", "--env", "wall", "--plans", "mpc.json", "--checkpoint", "assets/wall.json", "--set", "charge_prob=0.2"],
+     "--set changes the scripted data policy"),
 ])
 def test_bad_input_is_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, last = run(argv, capsys)

@@ -270,6 +270,31 @@ def test_regenerated_split_equals_the_stored_one(tmp_path) -> None:
     assert again.frames is None
 
 
+def test_data_policy_settings_change_the_episodes_and_are_recorded(tmp_path: Path) -> None:
+    """``policy_overrides`` (`quantwm data --set`) reach the scripted policy, are recorded in meta.json,
+    regenerate the same episodes, and leave the default policy alone."""
+    from quantwm.envs.dataset import data_policy, load_meta, regenerate_split
+    from quantwm.envs.wall import WALL_X0, WALL_X1, WallDataPolicy
+
+    default = DatasetConfig(env="wall", n_episodes=20, episode_len=60, render_size=16, seed=5)
+    cfg = replace(default, policy_overrides=("charge_prob=1.0", "charge_steps=(30, 40)"))
+    out = generate_dataset(cfg, tmp_path / "wall")
+    assert load_meta(out)["config"]["policy_overrides"] == ["charge_prob=1.0", "charge_steps=(30, 40)"]
+    assert (WallDataPolicy.charge_prob, WallDataPolicy.charge_steps) == (0.08, (6, 40))
+    assert (data_policy(cfg).charge_prob, data_policy(cfg).charge_steps) == (1.0, (30, 40))
+    changed = load_split(out, "train", frames=False)
+    np.testing.assert_array_equal(regenerate_split(cfg, "train").actions, changed.actions)
+
+    def pressed(states: np.ndarray) -> float:  # share of frames with the dot against the middle wall, off the door
+        at_face = np.minimum(np.abs(states[:, 0] - WALL_X0), np.abs(states[:, 0] - WALL_X1)) < 0.6
+        return float((at_face & (np.abs(states[:, 1] - states[:, 2]) > 4)).mean())
+
+    # charging at the other room all the time holds the dot against the wall more often
+    assert pressed(changed.states) > pressed(regenerate_split(default, "train").states) + 0.05
+    with pytest.raises(ValueError, match="valid: charge_noise, charge_prob"):
+        replace(WALL_CFG, policy_overrides=("charge_rate=1",)).validate()
+
+
 def test_wall_data_policy_crosses_the_door_and_holds_long_pushes_against_the_wall() -> None:
     """The data must show door crossings, pushes held against the middle wall for 6+ planner steps
     (30 env steps) away from the door, and jittering pushes against it (actions that change by more

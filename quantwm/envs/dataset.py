@@ -20,6 +20,7 @@ them to ``train``; ``plans.json`` names the records and the model that planned t
 """
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import os
@@ -54,6 +55,7 @@ class DatasetConfig:
     render_size: int
     seed: int
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train / val / calib
+    policy_overrides: tuple[str, ...] = ()  # "NAME=VALUE" settings of the env's data policy (``data_policy``)
 
     def split_ranges(self) -> dict[str, range]:
         """Consecutive global episode indices of each split; ValueError when a split would be empty."""
@@ -72,6 +74,53 @@ class DatasetConfig:
         if self.n_episodes <= 0 or self.episode_len <= 0 or self.render_size <= 0:
             raise ValueError(f"n_episodes, episode_len and render_size must be positive, got {self}")
         self.split_ranges()
+        data_policy(self)
+
+
+def policy_settings(env: str) -> dict[str, Any]:
+    """The tunable settings of env's data policy: its public numeric and range class attributes."""
+    cls = DATA_POLICIES[check_env_name(env)]
+    return {name: value for klass in reversed(cls.__mro__) for name, value in vars(klass).items()
+            if not name.startswith("_") and isinstance(value, (int, float, tuple)) and not isinstance(value, bool)}
+
+
+def _is_number(value: Any, kind: type) -> bool:
+    """Whether ``value`` may stand for a ``kind`` (int or float) setting: an int is a valid float, a bool is no number."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
+
+
+def _setting_value(env: str, name: str, text: str, default: Any) -> Any:
+    """``text`` parsed as a value of the same kind as ``default`` (float, int, or a tuple of as many numbers)."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    if isinstance(default, tuple):
+        if isinstance(value, tuple) and len(value) == len(default) and all(_is_number(v, type(d)) for v, d in zip(value, default)):
+            return tuple(type(d)(v) for v, d in zip(value, default))
+        kind = f"a tuple of {len(default)} {'integers' if all(isinstance(d, int) for d in default) else 'numbers'} like {default}"
+    elif _is_number(value, type(default)):
+        return type(default)(value)
+    else:
+        kind = f"a{'n' if isinstance(default, int) else ''} {type(default).__name__} like {default}"
+    raise ValueError(f"{env} data policy setting {name} must be {kind}, got {text!r}")
+
+
+def data_policy(cfg: DatasetConfig) -> Callable[[np.random.Generator], DataPolicy]:
+    """cfg.env's scripted data policy with ``cfg.policy_overrides`` applied (a subclass, so the defaults
+    stay as they are); ValueError naming the valid settings for an unknown one."""
+    base = DATA_POLICIES[cfg.env]
+    if not cfg.policy_overrides:
+        return base
+    settings, values = policy_settings(cfg.env), {}
+    for item in cfg.policy_overrides:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"data policy setting {item!r} is not NAME=VALUE")
+        if name not in settings:
+            raise ValueError(f"unknown {cfg.env} data policy setting {name!r}; valid: {', '.join(sorted(settings))}")
+        values[name] = _setting_value(cfg.env, name, text, settings[name])
+    return type(base.__name__, (base,), values)
 
 
 # Defaults: Wall 2000 x 60 steps at 64 px (~122 k frames, 1.5 GB in memory); PushT 1000 x 100 steps at 128 px
@@ -194,6 +243,7 @@ def generate_dataset(cfg: DatasetConfig, out_dir: Path, progress: Callable[[int,
     meta_path = out_dir / "meta.json"
     meta_path.unlink(missing_ok=True)
     env = make_env(cfg.env, cfg.render_size)
+    policy = data_policy(cfg)
     done = 0
 
     def on_episode() -> None:
@@ -207,7 +257,7 @@ def generate_dataset(cfg: DatasetConfig, out_dir: Path, progress: Callable[[int,
     for split, indices in cfg.split_ranges().items():
         def episodes(indices: range = indices) -> Iterator[dict[str, np.ndarray]]:
             for e in indices:
-                yield record_episode(env, DATA_POLICIES[cfg.env], cfg.seed, e, cfg.episode_len)
+                yield record_episode(env, policy, cfg.seed, e, cfg.episode_len)
                 on_episode()
 
         n_frames = len(indices) * (cfg.episode_len + 1)
@@ -307,7 +357,8 @@ def regenerate_split(cfg: DatasetConfig, split: str) -> EpisodeData:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
     env = make_env(cfg.env, 8)
-    records = [record_episode(env, DATA_POLICIES[cfg.env], cfg.seed, e, cfg.episode_len) for e in cfg.split_ranges()[split]]
+    policy = data_policy(cfg)
+    records = [record_episode(env, policy, cfg.seed, e, cfg.episode_len) for e in cfg.split_ranges()[split]]
     offsets = np.arange(len(records) + 1, dtype=np.int64) * (cfg.episode_len + 1)
     arrays = {key: np.concatenate([r[key] for r in records]) for key in ("proprio", "actions", "states")}
     for array in (offsets, *arrays.values()):
