@@ -16,6 +16,9 @@
 #   interactive    docs/models.md interactive limits: one MPC episode and one open-loop plan at a time, 2 threads
 #   screenshot     docs/screenshots/findings.png (look at it)
 # Hand-written prose (verdicts, ablation text) is then updated from these logs.
+# PushT took 1 h 45 min on a 2-core AVX-512 host (2026-11-29, partly beside a training run); keep other
+# jobs off the cores, or at least at autogroup nice 19 (`echo 19 > /proc/PID/autogroup`: plain nice does
+# not reach across sessions), or the times it records are inflated.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENV=${1:?usage: benchmarks/recompute.sh wall|pusht}
