@@ -74,7 +74,7 @@ def latent_quality(model: WorldModel, data: EpisodeData, windows: int = 200, ste
         prop.append((imagined.proprio[:, 1:] - real.proprio[:, 1:]).pow(2).mean(2))
         cost.append(vis[-1][:, -1] + prop[-1][:, -1])
         if model.decoder is not None:
-            truth = frames[:, 1:].flatten(0, 1)
+            truth = frames[:, 1:].flatten(0, 1).to(real.visual.device)  # decoded frames are on the model's device
             recon.append(_psnr(model.decode(real.visual[:, 1:]).flatten(0, 1), truth))
             pred.append(_psnr(model.decode(imagined.visual[:, 1:]).flatten(0, 1), truth).view(len(s), steps))
 
