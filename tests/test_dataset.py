@@ -146,6 +146,28 @@ def test_mapped_frames_equal_the_archive_and_follow_a_regenerated_split(tmp_path
     assert not list(data.glob("*.tmp"))
 
 
+def test_extractions_started_together_both_succeed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trainings started at once on a fresh dataset all extract the frames copy: one that starts
+    while another is mid-copy must not take the other's temporary file from under it."""
+    import shutil
+
+    import quantwm.envs.dataset as dataset
+
+    data = generate_dataset(WALL_CFG, tmp_path / "wall")
+    copy_file, started = shutil.copyfileobj, []
+
+    def copy_while_another_starts(src, dst, length=0):  # the second extraction runs inside the first's copy
+        if not started:
+            started.append(True)
+            load_split(data, "train", mmap=True)
+        copy_file(src, dst, length)
+
+    monkeypatch.setattr(dataset.shutil, "copyfileobj", copy_while_another_starts)
+    frames = load_split(data, "train", mmap=True).frames
+    assert started and np.array_equal(frames, load_split(data, "train").frames)
+    assert not list(data.glob("*.tmp"))
+
+
 def test_load_split_errors(wall_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="train.*val.*calib"):
         load_split(wall_dir, "test")

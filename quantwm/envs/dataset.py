@@ -25,6 +25,7 @@ import functools
 import json
 import os
 import shutil
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -305,10 +306,15 @@ def frames_on_disk(archive: Path) -> np.ndarray:
     archive = Path(archive)
     copy = archive.with_suffix(".frames.npy")
     if not copy.is_file() or copy.stat().st_mtime_ns <= archive.stat().st_mtime_ns:
-        tmp = copy.with_name(copy.name + ".tmp")
-        with zipfile.ZipFile(archive) as zipped, zipped.open("frames.npy") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 24)
-        os.replace(tmp, copy)
+        # a temporary file of its own: trainings started together on one dataset each extract, and the last rename wins
+        fd, tmp = tempfile.mkstemp(prefix=copy.name + ".", suffix=".tmp", dir=copy.parent)
+        try:
+            with zipfile.ZipFile(archive) as zipped, zipped.open("frames.npy") as src, os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 24)
+            os.replace(tmp, copy)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return np.load(copy, mmap_mode="r")
 
 
