@@ -73,7 +73,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     overrides = {"samples": args.samples, "topk": args.topk, "opt_steps": args.opt_steps, "horizon": args.horizon,
                  "budget": args.budget, "replan_every": args.replan_every, "warm_start": args.warm_start,
                  "noise_beta": args.noise_beta, "action_clip": args.action_clip, "keep_elites": args.keep_elites,
-                 "return_best": args.return_best, "replan_opt_steps": args.replan_opt_steps, "hold": args.hold, "objective_frames": args.objective, "objective_base": args.objective_base}
+                 "return_best": args.return_best, "replan_opt_steps": args.replan_opt_steps, "hold": args.hold, "objective_frames": args.objective, "objective_base": args.objective_base,
+                 "objective_alpha": args.objective_alpha}
     planners = [args.planner, "do_nothing"] + (["random"] if args.random_baseline else [])
     results = []
     for planner in planners:
@@ -365,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="imagined frames the objective compares with the goal: last (DINO-WM's default) or all, "
                         "frame t weighted base^t (DINO-WM's mode all)")
     e.add_argument("--objective-base", type=float, default=None, help="base of --objective all's frame weights (DINO-WM: 2)")
+    e.add_argument("--objective-alpha", type=float, default=None,
+                   help="weight of the proprio term against the patch term (DINO-WM: 1)")
     e.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=None,
                    help="MPC replans start from the rest of the previous plan (default: the preset's choice)")
     e.add_argument("--checkpoint", help="a checkpoint's .json (default: the shipped model)")

@@ -10,6 +10,7 @@ import torch
 
 from quantwm.envs import make_env
 from quantwm.envs.episodes import make_eval_episodes
+from quantwm.experiment.config import PlannerChoice
 from quantwm.models import Latents, PredictorConfig, ViTConfig, WorldModel, WorldModelConfig
 from quantwm.planning import CEMConfig, Objective, PlannerSpec, latent_cost, planner_spec, planning_cost, run_episodes
 from quantwm.planning import episodes as episodes_module
@@ -61,6 +62,20 @@ def test_objective_over_all_frames_weights_frame_t_by_base_to_the_t(wall_model: 
         Objective(frames="first")
     with pytest.raises(ValueError, match="base must be > 0"):
         Objective(frames="all", base=0.0)
+    with pytest.raises(ValueError, match="alpha .* must be >= 0"):
+        Objective(alpha=-1.0)
+
+
+def test_planner_spec_objective_alpha_reaches_the_objective() -> None:
+    """``objective_alpha`` (``quantwm eval --objective-alpha``) weights the proprio term of every planner's
+    objective; the presets keep DINO-WM's 1."""
+    for planner in ("mpc", "cem", "gd"):
+        assert planner_spec("wall", planner).objective.alpha == 1.0
+        assert planner_spec("wall", planner, objective_alpha=4.0).objective.alpha == 4.0
+    with pytest.raises(ValueError, match="alpha"):
+        planner_spec("wall", "mpc", objective_alpha=-0.5)
+    # an experiment's planner takes it too (an int is a valid float)
+    assert PlannerChoice("mpc", overrides=(("objective_alpha", 2),)).spec("wall").objective.alpha == 2.0
 
 
 def test_cem_records_objective_per_step_and_returns_the_mean(wall_model: WorldModel) -> None:

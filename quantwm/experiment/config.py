@@ -25,7 +25,7 @@ MAX_PROBE_STEPS = 50
 PLANNER_OVERRIDES: dict[str, type] = {
     "samples": int, "topk": int, "opt_steps": int, "horizon": int, "budget": int, "replan_every": int,
     "replan_opt_steps": int, "warm_start": bool, "noise_beta": float, "action_clip": float, "keep_elites": int,
-    "return_best": bool, "hold": bool, "objective_frames": str, "objective_base": float,
+    "return_best": bool, "hold": bool, "objective_frames": str, "objective_base": float, "objective_alpha": float,
 }
 PLANNED = tuple(p for p in PLANNERS if p in ("mpc", "cem", "gd"))  # planners that use the model
 

@@ -56,6 +56,8 @@ class Objective:
             raise ValueError(f"unknown objective frames {self.frames!r}; valid: {', '.join(FRAME_WEIGHTS)}")
         if not self.base > 0:
             raise ValueError(f"objective base must be > 0, got {self.base}")
+        if not self.alpha >= 0:
+            raise ValueError(f"objective alpha (the proprio term's weight) must be >= 0, got {self.alpha}")
 
     def cost(self, model: WorldModel, rollout_tokens: torch.Tensor, goal: Latents) -> torch.Tensor:
         """(B, T, P, D) imagined tokens -> (B,) costs."""

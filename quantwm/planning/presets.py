@@ -66,8 +66,8 @@ def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, sample
                  budget: int | None = None, replan_every: int | None = None, warm_start: bool | None = None,
                  noise_beta: float | None = None, action_clip: float | None = None, keep_elites: int | None = None,
                  return_best: bool | None = None, objective_frames: str | None = None,
-                 objective_base: float | None = None, replan_opt_steps: int | None = None,
-                 hold: bool | None = None) -> PlannerSpec:
+                 objective_base: float | None = None, objective_alpha: float | None = None,
+                 replan_opt_steps: int | None = None, hold: bool | None = None) -> PlannerSpec:
     """The ``PlannerSpec`` of ``planner`` on ``env`` under ``preset``; given values override it."""
     if preset not in PRESETS:
         raise ValueError(f"unknown planner preset {preset!r}; valid: {', '.join(PRESETS)}")
@@ -88,7 +88,8 @@ def planner_spec(env: str, planner: str, *, preset: str = DEFAULT_PRESET, sample
         raise ValueError(f"topk ({cem.topk}) must not exceed samples ({cem.samples})")
     gd = replace(p.gd, **({"opt_steps": opt_steps} if opt_steps is not None else {}))
     h = horizon or p.horizon
-    objective = replace(p.objective, **{k: v for k, v in (("frames", objective_frames), ("base", objective_base)) if v is not None})
+    objective = replace(p.objective, **{k: v for k, v in (("frames", objective_frames), ("base", objective_base),
+                                                          ("alpha", objective_alpha)) if v is not None})
     mpc_budget = budget or p.mpc_budget
     specs = {
         "cem": PlannerSpec(cem, horizon=h, replan_every=h, max_steps=h, objective=objective),
