@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import quantwm.envs.dataset as dataset_module
 from quantwm.envs import make_env
 from quantwm.envs.dataset import (
     DATA_POLICIES,
@@ -149,10 +151,6 @@ def test_mapped_frames_equal_the_archive_and_follow_a_regenerated_split(tmp_path
 def test_extractions_started_together_both_succeed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Trainings started at once on a fresh dataset all extract the frames copy: one that starts
     while another is mid-copy must not take the other's temporary file from under it."""
-    import shutil
-
-    import quantwm.envs.dataset as dataset
-
     data = generate_dataset(WALL_CFG, tmp_path / "wall")
     copy_file, started = shutil.copyfileobj, []
 
@@ -162,7 +160,7 @@ def test_extractions_started_together_both_succeed(tmp_path: Path, monkeypatch: 
             load_split(data, "train", mmap=True)
         copy_file(src, dst, length)
 
-    monkeypatch.setattr(dataset.shutil, "copyfileobj", copy_while_another_starts)
+    monkeypatch.setattr(dataset_module.shutil, "copyfileobj", copy_while_another_starts)
     frames = load_split(data, "train", mmap=True).frames
     assert started and np.array_equal(frames, load_split(data, "train").frames)
     assert not list(data.glob("*.tmp"))
