@@ -17,18 +17,20 @@ from quantwm.envs.dataset import (
     DEFAULT_DATASETS,
     SPLITS,
     DatasetConfig,
+    data_policy,
     dataset_dir,
     default_dataset_config,
     generate_dataset,
+    load_meta,
     load_plan_meta,
     load_split,
     record_episode,
+    regenerate_split,
     replay_episode,
     write_plan_replays,
 )
-from quantwm.envs.wall import door_path_actions
 from quantwm.envs.episodes import GOAL_STEPS, goal_motion_stats, make_eval_episodes
-from quantwm.envs.wall import DOOR_RANGE, LEFT_ROOM_X, RIGHT_ROOM_X, ROOM_Y
+from quantwm.envs.wall import DOOR_RANGE, LEFT_ROOM_X, RIGHT_ROOM_X, ROOM_Y, WALL_X0, WALL_X1, WallDataPolicy, door_path_actions
 
 WALL_CFG = DatasetConfig(env="wall", n_episodes=10, episode_len=12, render_size=16, seed=5)
 PUSHT_CFG = DatasetConfig(env="pusht", n_episodes=10, episode_len=60, render_size=16, seed=1, split_fractions=(0.5, 0.3, 0.2))
@@ -278,10 +280,6 @@ def test_pusht_goals_require_moving_the_t(pusht_dir: Path) -> None:
 
 def test_regenerated_split_equals_the_stored_one(tmp_path) -> None:
     """Evaluation can run before `quantwm data`: a split recomputed without frames is the stored one."""
-    from dataclasses import replace
-
-    from quantwm.envs.dataset import DEFAULT_DATASETS, generate_dataset, load_split, regenerate_split
-
     cfg = replace(DEFAULT_DATASETS["pusht"], n_episodes=10, episode_len=30, render_size=32)
     stored = load_split(generate_dataset(cfg, tmp_path / "pusht"), "val", frames=False)
     again = regenerate_split(cfg, "val")
@@ -293,9 +291,6 @@ def test_regenerated_split_equals_the_stored_one(tmp_path) -> None:
 def test_data_policy_settings_change_the_episodes_and_are_recorded(tmp_path: Path) -> None:
     """``policy_overrides`` (`quantwm data --set`) reach the scripted policy, are recorded in meta.json,
     regenerate the same episodes, and leave the default policy alone."""
-    from quantwm.envs.dataset import data_policy, load_meta, regenerate_split
-    from quantwm.envs.wall import WALL_X0, WALL_X1, WallDataPolicy
-
     default = DatasetConfig(env="wall", n_episodes=20, episode_len=60, render_size=16, seed=5)
     cfg = replace(default, policy_overrides=("charge_prob=1.0", "charge_steps=(30, 40)"))
     out = generate_dataset(cfg, tmp_path / "wall")
@@ -321,8 +316,6 @@ def test_wall_data_policy_crosses_the_door_and_holds_long_pushes_against_the_wal
     than 2 between env steps, as CEM's white-noise samples do): a model trained without them
     imagines slow sustained pushes, and jittering plans, through the wall, and CEM's best samples
     exploit exactly that."""
-    from quantwm.envs.wall import WALL_X0, WALL_X1, WallDataPolicy
-
     env = make_env("wall", render_size=16)
     crossed, long_presses, jittered = 0, 0, 0
     for e in range(200):
