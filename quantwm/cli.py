@@ -30,10 +30,9 @@ def _cmd_data(args: argparse.Namespace) -> None:
 
     out_dir = Path(args.out) if args.out else dataset_dir(args.env)
     if args.plans:
-        from quantwm.experiment import load_model, plan_replays
-
         if args.set:
             raise ValueError("--set changes the scripted data policy; --plans replays a planner's actions instead")
+        from quantwm.experiment import load_model, plan_replays
 
         if args.checkpoint is None:
             raise ValueError("--plans needs --checkpoint: the model that planned them (its action normalisation)")
