@@ -15,7 +15,6 @@ checkpoint use the same table. Prints one markdown row per checkpoint.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import sys
 import time
@@ -28,9 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quantwm.envs.dataset import dataset_dir, load_split  # noqa: E402
 from quantwm.envs.episodes import goal_motion_stats, make_eval_episodes  # noqa: E402
 from quantwm.experiment import load_model  # noqa: E402
+from quantwm.experiment.config import PLANNER_OVERRIDES  # noqa: E402
 from quantwm.planning import planner_spec, run_episodes  # noqa: E402
 from quantwm.runtime import configure_runtime  # noqa: E402
 from quantwm.training.quality import latent_quality  # noqa: E402
+from quantwm.values import parse, split_assignment  # noqa: E402
 
 
 def main() -> None:
@@ -50,13 +51,14 @@ def main() -> None:
     configure_runtime(args.threads)
     overrides = {}
     for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r} is not KEY=VALUE")
         try:
-            overrides[key.replace("-", "_")] = ast.literal_eval(value)  # 12, 2.5, True
-        except (ValueError, SyntaxError):
-            overrides[key.replace("-", "_")] = value  # a word: objective_frames=last
+            key, value = split_assignment(item, "KEY=VALUE")
+            key = key.replace("-", "_")
+            if key not in PLANNER_OVERRIDES:
+                raise ValueError(f"unknown planner setting {key!r}; valid: {', '.join(PLANNER_OVERRIDES)}")
+            overrides[key] = parse(value, PLANNER_OVERRIDES[key])
+        except ValueError as e:
+            raise SystemExit(f"--set {item!r}: {e}") from None
     spec = planner_spec(args.env, args.planner, preset=args.preset, **overrides)
     idle = planner_spec(args.env, "do_nothing", preset=args.preset)
     val = load_split(dataset_dir(args.env), "val")

@@ -76,6 +76,8 @@ def test_planner_spec_objective_alpha_reaches_the_objective() -> None:
         planner_spec("wall", "mpc", objective_alpha=-0.5)
     # an experiment's planner takes it too (an int is a valid float)
     assert PlannerChoice("mpc", overrides=(("objective_alpha", 2),)).spec("wall").objective.alpha == 2.0
+    with pytest.raises(ValueError, match="planner override samples must be an int, got True"):
+        PlannerChoice("mpc", overrides=(("samples", True),))
 
 
 def test_cem_records_objective_per_step_and_returns_the_mean(wall_model: WorldModel) -> None:

@@ -109,7 +109,7 @@ def test_preset_overrides_change_the_model_and_are_checked_on_resume(wall_data: 
     assert wide.predictor.heads == base.predictor.heads and base.predictor.depth == 4  # the registry is untouched
     for bad, message in (("predictor.width=3", "no field 'width' in PredictorConfig; valid: depth, heads"),
                          ("predictor=3", "name one"), ("predictor_lr", "not FIELD=VALUE"),
-                         ("predictor.depth=deep", "takes int values, got 'deep'"), ("num_hist.x=1", "has no fields")):
+                         ("predictor.depth=deep", "depth must be an int, got 'deep'"), ("num_hist.x=1", "has no fields")):
         with pytest.raises(ValueError, match=message):
             presets_module.get_preset("wall", (bad,))
 

@@ -20,7 +20,6 @@ them to ``train``; ``plans.json`` names the records and the model that planned t
 """
 from __future__ import annotations
 
-import ast
 import functools
 import json
 import os
@@ -38,6 +37,7 @@ import numpy as np
 from quantwm.envs import ENV_NAMES, ENV_SPECS, QuantWMEnv, check_env_name, make_env
 from quantwm.envs.pusht import PushTDataPolicy
 from quantwm.envs.wall import WallDataPolicy
+from quantwm.values import kind_of, parse, split_assignment
 
 SPLITS = ("train", "val", "calib")
 PLANS = "plans"  # the optional split of plan replays
@@ -85,28 +85,6 @@ def policy_settings(env: str) -> dict[str, Any]:
             if not name.startswith("_") and isinstance(value, (int, float, tuple)) and not isinstance(value, bool)}
 
 
-def _is_number(value: Any, kind: type) -> bool:
-    """Whether ``value`` may stand for a ``kind`` (int or float) setting: an int is a valid float, a bool is no number."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or isinstance(value, int))
-
-
-def _setting_value(env: str, name: str, text: str, default: Any) -> Any:
-    """``text`` parsed as a value of the same kind as ``default`` (float, int, or a tuple of as many numbers)."""
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = None
-    if isinstance(default, tuple):
-        if isinstance(value, tuple) and len(value) == len(default) and all(_is_number(v, type(d)) for v, d in zip(value, default)):
-            return tuple(type(d)(v) for v, d in zip(value, default))
-        kind = f"a tuple of {len(default)} {'integers' if all(isinstance(d, int) for d in default) else 'numbers'} like {default}"
-    elif _is_number(value, type(default)):
-        return type(default)(value)
-    else:
-        kind = f"a{'n' if isinstance(default, int) else ''} {type(default).__name__} like {default}"
-    raise ValueError(f"{env} data policy setting {name} must be {kind}, got {text!r}")
-
-
 def data_policy(cfg: DatasetConfig) -> Callable[[np.random.Generator], DataPolicy]:
     """cfg.env's scripted data policy with ``cfg.policy_overrides`` applied (a subclass, so the defaults
     stay as they are); ValueError naming the valid settings for an unknown one."""
@@ -115,12 +93,16 @@ def data_policy(cfg: DatasetConfig) -> Callable[[np.random.Generator], DataPolic
         return base
     settings, values = policy_settings(cfg.env), {}
     for item in cfg.policy_overrides:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"data policy setting {item!r} is not NAME=VALUE")
+        try:
+            name, text = split_assignment(item)
+        except ValueError as e:
+            raise ValueError(f"data policy setting {e}") from None
         if name not in settings:
             raise ValueError(f"unknown {cfg.env} data policy setting {name!r}; valid: {', '.join(sorted(settings))}")
-        values[name] = _setting_value(cfg.env, name, text, settings[name])
+        try:
+            values[name] = parse(text, kind_of(settings[name]))
+        except ValueError as e:
+            raise ValueError(f"{cfg.env} data policy setting {name} {e}") from None
     return type(base.__name__, (base,), values)
 
 

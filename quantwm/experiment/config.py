@@ -19,6 +19,7 @@ from quantwm.planning import PLANNERS, PlannerSpec, planner_spec
 from quantwm.planning.presets import DEFAULT_PRESET, PRESETS
 from quantwm.quant import QuantConfig
 from quantwm.runtime import DEVICES
+from quantwm.values import conform
 
 MAX_PROBE_STEPS = 50
 # planner_spec keyword -> type; the overrides an experiment may set (as the CLI's eval flags)
@@ -34,16 +35,6 @@ def _int(value: Any, name: str, lo: int, hi: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
         span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise ValueError(f"{name} must be an integer {span}, got {value!r}")
-
-
-def _typed(name: str, value: Any, kind: type) -> Any:
-    """``value`` as ``kind`` (an int is a valid float, a bool is not a number); ValueError otherwise."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is float and number:
-        return float(value)
-    if (kind is int and number and isinstance(value, int)) or (kind in (bool, str) and isinstance(value, kind)):
-        return value
-    raise ValueError(f"planner override {name} must be a {kind.__name__}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -94,7 +85,10 @@ class PlannerChoice:
             if key not in PLANNER_OVERRIDES:
                 raise ValueError(f"unknown planner override {key!r}; valid: {', '.join(PLANNER_OVERRIDES)}")
             if value is not None:
-                pairs[key] = _typed(key, value, PLANNER_OVERRIDES[key])
+                try:
+                    pairs[key] = conform(value, PLANNER_OVERRIDES[key])
+                except ValueError as e:
+                    raise ValueError(f"planner override {key} {e}") from None
         object.__setattr__(self, "overrides", tuple(sorted(pairs.items())))
 
     def spec(self, env: str) -> PlannerSpec:

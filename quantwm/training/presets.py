@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any
 
 from quantwm.models import DecoderConfig, PredictorConfig, ViTConfig
+from quantwm.values import kind_of, parse, split_assignment
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,10 @@ def get_preset(env: str, overrides: tuple[str, ...] = ()) -> TrainPreset:
         raise ValueError(f"no training preset for env {env!r}; valid: {sorted(PRESETS)}")
     preset = PRESETS[env]
     for item in overrides:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"preset override {item!r} is not FIELD=VALUE")
+        try:
+            name, value = split_assignment(item, "FIELD=VALUE")
+        except ValueError as e:
+            raise ValueError(f"preset override {e}") from None
         preset = _override(preset, name.split("."), value, item)
     return preset
 
@@ -84,9 +86,8 @@ def _override(obj: Any, path: list[str], value: str, item: str) -> Any:
         return replace(obj, **{path[0]: _override(current, path[1:], value, item)})
     if len(path) > 1:
         raise ValueError(f"preset override {item!r}: {path[0]} has no fields")
-    kind = type(current)
     try:
-        parsed = {"true": True, "false": False}[value.lower()] if kind is bool else kind(value)
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"preset override {item!r}: {path[0]} takes {kind.__name__} values, got {value!r}") from None
+        parsed = parse(value, kind_of(current))
+    except ValueError as e:
+        raise ValueError(f"preset override {item!r}: {path[0]} {e}") from None
     return replace(obj, **{path[0]: parsed})
