@@ -14,25 +14,21 @@ Look at the pictures before committing them.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
+import time
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Page, TimeoutError, sync_playwright
+from playwright.sync_api import Page, TimeoutError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from quantwm.cache import RESULTS_DIR_ENV  # noqa: E402
 from quantwm.experiment.findings import load_findings  # noqa: E402
+from quantwm.ui.headless import chromium, open_dashboard, served_app  # noqa: E402
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 COMPARE_PICKS = ("RTN W4 per_channel predictor", "RTN W4 group32 predictor", "RTN W3 per_channel predictor",
                  "RTN W3 group32 predictor")
 
@@ -75,39 +71,10 @@ def shoot_compare(page: Page, out: Path, env: str) -> None:
     page.screenshot(path=str(out), full_page=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def with_app(results_dir: str | None, shoot: Callable[[Page], None]) -> None:
     """Start the app (its results cache at ``results_dir``, None: the default), open it at 1280 x 800, shoot."""
-    port = free_port()
-    env = {**os.environ, "PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    if results_dir is not None:
-        env[RESULTS_DIR_ENV] = results_dir
-    app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline or app.poll() is not None:
-                    raise SystemExit(f"the app did not listen on port {port}") from None
-                time.sleep(0.5)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS, headless=True)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(f"http://127.0.0.1:{port}")
-            page.locator("#tabs").wait_for()
-            shoot(page)
-            browser.close()
-    finally:
-        app.terminate()
-        app.wait(10)
+    with served_app(results_dir) as url, chromium() as browser:
+        shoot(open_dashboard(browser, url))
 
 
 def main() -> None:

@@ -6,21 +6,14 @@ Screenshots go to the test's tmp dir, or to $QUANTWM_SCREENSHOTS when set (for t
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from quantwm.ui.headless import CHROMIUM, chromium, served_app
+
 START_S = 60  # generous: the page answers in ~5 s on an idle machine, the suite may share it with other jobs
 RUN_S = 180  # the brief: a video plays within 3 minutes of clicking Run on an empty cache
 RERUN_S = 5
@@ -29,44 +22,17 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of `python app.py` with an empty results cache of its own."""
-    port = _free_port()
-    env = {**os.environ, "QUANTWM_RESULTS_DIR": str(tmp_path_factory.mktemp("results")),
-           "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + START_S
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                raise RuntimeError(f"app did not answer within {START_S} s:\n{proc.stdout.read().decode()}")
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with served_app(tmp_path_factory.mktemp("results"), start_s=START_S) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        yield chromium
-        chromium.close()
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture

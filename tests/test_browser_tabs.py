@@ -3,23 +3,15 @@ the Findings charts draw within 5 s of opening the tab and "Open in Explore" swi
 Compare table renders, lists an experiment after Refresh and overlays it."""
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from quantwm.cache import RESULTS_DIR_ENV, ResultsCache
+from quantwm.cache import ResultsCache
+from quantwm.ui.headless import CHROMIUM, chromium, open_dashboard, served_app
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 FINDINGS_BUDGET_S = 5.0
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed")]
@@ -27,12 +19,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(not Path(CHROMIUM).exists(
 # every plot of the Findings tab holds data and has been drawn
 ALL_PLOTS_DRAWN = """(n) => { const ps = document.querySelectorAll('#tab-findings .js-plotly-plot');
   return ps.length >= n && [...ps].every(p => p.data && p.data.length > 0 && p.querySelector('.main-svg .trace')); }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -43,38 +29,14 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(results_dir: Path) -> Iterator[str]:
     """``python app.py`` on a free port with an empty results cache."""
-    port = _free_port()
-    env = {**os.environ, "PORT": str(port), RESULTS_DIR_ENV: str(results_dir), "GRADIO_ANALYTICS_ENABLED": "False",
-           "HF_HUB_DISABLE_TELEMETRY": "1"}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read().decode())
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("app did not start in 120 s")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    with served_app(results_dir) as url:
+        yield url
 
 
 @pytest.fixture
 def page(app_url: str):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(app_url)
-        page.locator("#tabs").wait_for()
-        yield page
-        browser.close()
+    with chromium() as browser:
+        yield open_dashboard(browser, app_url)
 
 
 def test_findings_tab_draws_its_charts_within_5_s(page, tmp_path: Path) -> None:
