@@ -14,7 +14,7 @@
 #   planning       docs/benchmarks.md success-dependent planning numbers (sections b, f)
 #   rollout_error  docs/models.md latent quality table
 #   interactive    docs/models.md interactive limits: one MPC episode and one open-loop plan at a time, 2 threads
-#   screenshot     docs/screenshots/findings.png (look at it)
+#   screenshot     docs/screenshots/findings.png, and explore.png for wall (README's Wall example; look at them)
 # Hand-written prose (verdicts, ablation text) is then updated from these logs.
 # PushT took 1 h 45 min on a 2-core AVX-512 host (2026-11-29, partly beside a training run); keep other
 # jobs off the cores, or at least at autogroup nice 19 (`echo 19 > /proc/PID/autogroup`: plain nice does
@@ -23,8 +23,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ENV=${1:?usage: benchmarks/recompute.sh wall|pusht}
 case "$ENV" in
-    wall) FINDINGS_EPISODES=20; PAPER_MPC_EPISODES=50 ;;
-    pusht) FINDINGS_EPISODES=10; PAPER_MPC_EPISODES=10 ;;  # PushT's paper MPC takes ~50 s per episode on one thread
+    wall) FINDINGS_EPISODES=20; PAPER_MPC_EPISODES=50; SHOTS="findings explore" ;;
+    pusht) FINDINGS_EPISODES=10; PAPER_MPC_EPISODES=10; SHOTS=findings ;;  # PushT's paper MPC takes ~50 s per episode on one thread
     *) echo "unknown env '$ENV'; valid: wall, pusht" >&2; exit 2 ;;
 esac
 OUT=cache/recompute/$ENV
@@ -60,7 +60,8 @@ step interactive_mpc quantwm --threads 2 eval --env "$ENV" --planner mpc --episo
     --json "$OUT/interactive_mpc.json"
 step interactive_cem quantwm --threads 2 eval --env "$ENV" --planner cem --episodes 10 --batch-episodes 1 --quiet \
     --json "$OUT/interactive_cem.json"
-step screenshot python benchmarks/screenshots.py --tab findings
+# shellcheck disable=SC2086  # SHOTS is a list of tab names
+step screenshot python benchmarks/screenshots.py --tab $SHOTS
 python benchmarks/findings_tables.py --env "$ENV" > "$OUT/findings_tables.md"
 for f in "$OUT"/interactive_*.json; do
     python -c "import json, sys; s = json.load(open(sys.argv[1]))['results'][0]['summary']

@@ -1,9 +1,12 @@
-"""Retake README's screenshots of the Findings and Compare tabs in headless Debian chromium
+"""Retake README's screenshots of the Explore, Findings and Compare tabs in headless Debian chromium
 (1280 px wide), with the app on a free port.
 
-    python benchmarks/screenshots.py [--tab findings compare] [--out-dir docs/screenshots]
+    python benchmarks/screenshots.py [--tab explore findings compare] [--out-dir docs/screenshots]
                                      [--compare-env wall]
 
+explore: an empty results cache; README's example (RTN W3 per channel on Wall's predictor, quick MPC,
+10 episodes of seed 4242) opened by its link and run, shot once its videos play (1280 x 800; the run
+takes minutes on 2 cores).
 findings: an empty results cache; the tab draws from assets/findings/ (1280 x 800).
 compare: this machine's results cache (cache/results, or $QUANTWM_RESULTS_DIR), which must hold the
 findings experiments of ``--compare-env`` (`quantwm findings`); the table filtered to that env and
@@ -29,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 from quantwm.experiment.findings import load_findings  # noqa: E402
 from quantwm.ui.headless import chromium, open_dashboard, served_app  # noqa: E402
 
+EXPLORE_QUERY = "env=wall&method=rtn&w_bits=3&w_granularity=per_channel&episodes=10&seed=4242"
+EXPLORE_RUN_S = 1800
 COMPARE_PICKS = ("RTN W4 per_channel predictor", "RTN W4 group32 predictor", "RTN W3 per_channel predictor",
                  "RTN W3 group32 predictor")
 
@@ -37,6 +42,19 @@ def plots_drawn(selector: str, n: int = 1) -> str:
     """JS predicate: at least ``n`` plotly charts under ``selector`` have drawn their data."""
     return (f"() => {{ const ps = document.querySelectorAll('{selector} .js-plotly-plot'); return ps.length >= {n} && "
             "[...ps].every(p => p.data && p.data.length > 0 && p.querySelector('.main-svg .trace, .main-svg .hm')); }")
+
+
+def shoot_explore(page: Page, out: Path) -> None:
+    page.goto(f"{page.url.rstrip('/')}/?{EXPLORE_QUERY}")
+    page.locator("#explore-run").wait_for()
+    page.wait_for_function("() => document.querySelector('#explore-check')?.innerText.includes('RTN W3 per_channel predictor')")
+    page.locator("#explore-run").click()
+    page.wait_for_function("""() => { const v = document.querySelector('#explore-imagination video');
+                                      return v && v.readyState >= 2 && !v.paused; }""", timeout=EXPLORE_RUN_S * 1000)
+    page.wait_for_function(plots_drawn("#explore-results", 3), timeout=60_000)
+    page.evaluate("window.scrollTo(0, 0)")
+    time.sleep(1)
+    page.screenshot(path=str(out))
 
 
 def shoot_findings(page: Page, out: Path) -> None:
@@ -79,14 +97,15 @@ def with_app(results_dir: str | None, shoot: Callable[[Page], None]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--tab", nargs="+", choices=["findings", "compare"], default=["findings", "compare"])
+    p.add_argument("--tab", nargs="+", choices=["explore", "findings", "compare"], default=["explore", "findings", "compare"])
     p.add_argument("--out-dir", type=Path, default=ROOT / "docs" / "screenshots")
     p.add_argument("--compare-env", choices=["wall", "pusht"], default="wall")
     args = p.parse_args()
     for tab in args.tab:
         out = args.out_dir / f"{tab}.png"
-        if tab == "findings":
-            with_app(tempfile.mkdtemp(prefix="quantwm-shot-"), lambda page: shoot_findings(page, out))
+        if tab in ("explore", "findings"):
+            shoot = shoot_explore if tab == "explore" else shoot_findings
+            with_app(tempfile.mkdtemp(prefix="quantwm-shot-"), lambda page: shoot(page, out))
         else:
             with_app(None, lambda page: shoot_compare(page, out, args.compare_env))
         print(f"wrote {out}")
