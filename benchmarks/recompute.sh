@@ -11,6 +11,7 @@
 #   findings       assets/findings/, docs/findings.md tables (benchmarks/findings_tables.py), README table
 #   rtn3, gptq3    docs/experiments.md "GPTQ against RTN" row
 #   quant          docs/benchmarks.md quantization engine section
+#   calibration    docs/experiments.md calibration paragraph (in-sample vs held-out SQNR)
 #   planning       docs/benchmarks.md success-dependent planning numbers (sections b, f)
 #   rollout_error  docs/models.md latent quality table
 #   interactive    docs/models.md interactive limits: one MPC episode and one open-loop plan at a time, 2 threads
@@ -46,6 +47,7 @@ parallel_steps=(
     "rtn3 quantwm --threads 1 run --env $ENV --method rtn --w-bits 3 --episodes $FINDINGS_EPISODES --videos 0 --json $OUT/rtn3.json"
     "gptq3 quantwm --threads 1 run --env $ENV --method gptq --w-bits 3 --episodes $FINDINGS_EPISODES --videos 0 --json $OUT/gptq3.json"
     "quant python benchmarks/quant.py --env $ENV --threads 1"
+    "calibration python benchmarks/calibration_holdout.py --env $ENV --threads 1"
     "rollout_error python benchmarks/rollout_error.py --env $ENV"
 )
 for spec in "${parallel_steps[@]}"; do

@@ -54,7 +54,8 @@ class Calibration:
 
         Samples of one capture come from the same episodes (consecutive planning steps), so this
         measures new samples of those episodes; inputs of other episodes (another capture) can be
-        further away (PushT GPTQ W3: 0.1 dB below in-sample on the split, 2.2 dB on other episodes)."""
+        further away (PushT GPTQ W3: as in-sample on the split, 2.4 dB below on other episodes;
+        benchmarks/calibration_holdout.py)."""
         if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 1:
             raise ValueError(f"holdout must be an integer >= 1, got {holdout!r}")
         generator = torch.Generator().manual_seed(seed)
