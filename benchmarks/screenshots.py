@@ -17,7 +17,6 @@ Look at the pictures before committing them.
 from __future__ import annotations
 
 import argparse
-import time
 import sys
 import tempfile
 import time
@@ -45,8 +44,7 @@ def plots_drawn(selector: str, n: int = 1) -> str:
 
 
 def shoot_explore(page: Page, out: Path) -> None:
-    page.goto(f"{page.url.rstrip('/')}/?{EXPLORE_QUERY}")
-    page.locator("#explore-run").wait_for()
+    """``page`` opened at README's example link (EXPLORE_QUERY)."""
     page.wait_for_function("() => document.querySelector('#explore-check')?.innerText.includes('RTN W3 per_channel predictor')")
     page.locator("#explore-run").click()
     page.wait_for_function("""() => { const v = document.querySelector('#explore-imagination video');
@@ -89,10 +87,11 @@ def shoot_compare(page: Page, out: Path, env: str) -> None:
     page.screenshot(path=str(out), full_page=True)
 
 
-def with_app(results_dir: str | None, shoot: Callable[[Page], None]) -> None:
-    """Start the app (its results cache at ``results_dir``, None: the default), open it at 1280 x 800, shoot."""
+def with_app(results_dir: str | None, shoot: Callable[[Page], None], query: str = "") -> None:
+    """Start the app (its results cache at ``results_dir``, None: the default), open it at 1280 x 800
+    (with the URL query ``query``), shoot."""
     with served_app(results_dir) as url, chromium() as browser:
-        shoot(open_dashboard(browser, url))
+        shoot(open_dashboard(browser, f"{url}/?{query}" if query else url))
 
 
 def main() -> None:
@@ -103,9 +102,10 @@ def main() -> None:
     args = p.parse_args()
     for tab in args.tab:
         out = args.out_dir / f"{tab}.png"
-        if tab in ("explore", "findings"):
-            shoot = shoot_explore if tab == "explore" else shoot_findings
-            with_app(tempfile.mkdtemp(prefix="quantwm-shot-"), lambda page: shoot(page, out))
+        if tab == "explore":
+            with_app(tempfile.mkdtemp(prefix="quantwm-shot-"), lambda page: shoot_explore(page, out), EXPLORE_QUERY)
+        elif tab == "findings":
+            with_app(tempfile.mkdtemp(prefix="quantwm-shot-"), lambda page: shoot_findings(page, out))
         else:
             with_app(None, lambda page: shoot_compare(page, out, args.compare_env))
         print(f"wrote {out}")

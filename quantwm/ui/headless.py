@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,7 @@ def served_app(results_dir: str | Path | None, start_s: float = 120.0) -> Iterat
     cache/results); yields the page's URL once it answers, stops the app on exit. RuntimeError with
     the app's own output when it exits or does not answer within ``start_s`` seconds."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
     if results_dir is not None:
         env[RESULTS_DIR_ENV] = str(results_dir)
@@ -48,7 +50,7 @@ def served_app(results_dir: str | Path | None, start_s: float = 120.0) -> Iterat
             deadline = time.time() + start_s
             while True:
                 try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    urllib.request.urlopen(url, timeout=2).close()  # the page answers, not only the port listens
                     break
                 except OSError:
                     if app.poll() is not None or time.time() > deadline:
@@ -56,7 +58,7 @@ def served_app(results_dir: str | Path | None, start_s: float = 120.0) -> Iterat
                         raise RuntimeError(f"the app did not answer on port {port} within {start_s:.0f} s:\n"
                                            f"{log.read().decode(errors='replace')[-4000:]}") from None
                     time.sleep(0.5)
-            yield f"http://127.0.0.1:{port}"
+            yield url
         finally:
             app.terminate()
             try:
