@@ -171,3 +171,17 @@ def test_every_figure_uses_one_template() -> None:
     figs = [latent_error_figure(CURVES), objective_success_figure(POINTS), opt_steps_figure(ROWS)]
     assert all(f.layout.template.layout.paper_bgcolor == "white" for f in figs)
     assert all(len(_axis_titles(f)) >= 2 and all(_axis_titles(f)) for f in figs)
+
+
+def test_the_template_styles_every_trace_type_the_figures_draw() -> None:
+    bars = [{"label": "rtn w4", "w_bits": 4, "fp_success": 0.8, "quant_success": 0.6}]
+    layers = [{"name": "encoder.0", "group": "encoder", "sqnr_db": 30.0}]
+    figs = [latent_error_figure(CURVES), objective_success_figure(POINTS), opt_steps_figure(ROWS),
+            success_bits_figure(bars), layer_heatmap_figure(pd.DataFrame({"a": [1.0]}, index=["l0"])),
+            layer_bars_figure(layers)]
+    drawn = {trace.type for fig in figs for trace in fig.data}
+    assert drawn == {"scatter", "bar", "heatmap"}
+    for fig in figs:
+        template = fig.layout.template
+        assert all(template.data[t] for t in drawn)  # plotly_white's style for each kind of trace
+        assert template.layout.xaxis.gridcolor == template.layout.yaxis.gridcolor == "#EBF0F8"
