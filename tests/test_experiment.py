@@ -13,6 +13,7 @@ from quantwm import cli
 from quantwm.cache import ResultsCache
 from quantwm.experiment import CalibrationSpec, ExperimentConfig, ModelSource, PlannerChoice
 from quantwm.experiment.options import RunOptions
+from quantwm.experiment import run as run_module
 from quantwm.experiment.probe import imagination_probe
 from quantwm.experiment.run import (
     _episodes, calibration_for, cached_result, loaded_model, plan_side, run_experiment,
@@ -38,6 +39,25 @@ def test_config_round_trips_through_json_and_hashes_by_value() -> None:
     assert config.fp_fields() == small_config(bits=4).fp_fields()  # the FP side ignores the quantization
     with pytest.raises(ValueError, match="unknown experiment config keys"):
         ExperimentConfig.from_dict({**config.to_dict(), "colour": 1})
+
+
+def test_an_fp_side_replaced_by_another_process_mid_experiment_is_no_error(tmp_path, monkeypatch) -> None:
+    """Two runs that share an FP side: the other one stores it again (new media, old removed) while
+    this one plans its quantized side; this one must not lose the FP arrays it already read."""
+    cache = ResultsCache(tmp_path / "results")
+    run_experiment(small_config(bits=4), cache=cache)  # caches the FP side
+    (fp_entry,) = [cache.get(e.key) for e in cache.list("fp")]
+    real_plan_side = run_module.plan_side
+
+    def plan_then_replace(model, fp, config, stage, progress):
+        out = real_plan_side(model, fp, config, stage, progress)
+        if stage == "planning quantized":
+            cache.put(fp_entry.key, "fp", fp_entry.value, media={"fp.npz": fp_entry.media["fp.npz"].read_bytes()})
+        return out
+
+    monkeypatch.setattr(run_module, "plan_side", plan_then_replace)
+    result = run_experiment(small_config(bits=3), cache=cache)
+    assert not result.cached and result.media["fp.npz"].read_bytes() == cache.get(fp_entry.key).media["fp.npz"].read_bytes()
 
 
 @pytest.mark.parametrize("options, message", [
