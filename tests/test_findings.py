@@ -5,9 +5,9 @@ import importlib.util
 from pathlib import Path
 
 from quantwm.analysis import findings as v
-from quantwm.experiment import ModelSource
+from quantwm.experiment import ExperimentConfig, ModelSource
 from quantwm.experiment.findings import EXPERIMENTS, FINDINGS, findings_options, load_findings
-from quantwm.experiment.run import loaded_model
+from quantwm.experiment.run import experiment_key, loaded_model
 
 
 def result(success: float, drift: list[float], *, fp: float = 0.9, true_err: float = 0.1, encoder: float = 0.0,
@@ -75,8 +75,11 @@ def test_shipped_findings_were_computed_with_the_shipped_checkpoints() -> None:
     assert shipped, "assets/findings/ holds no findings: run `quantwm findings`"
     for env, record in shipped.items():
         _, sha = loaded_model(ModelSource(env))
-        assert record["weights_sha256"] == sha, f"assets/findings/{env}.json is stale: rerun `quantwm findings --env {env}`"
+        stale = f"assets/findings/{env}.json is stale: rerun `quantwm findings --env {env}`"
+        assert record["weights_sha256"] == sha, stale
         assert set(record["results"]) == set(EXPERIMENTS)
+        for result in record["results"].values():  # the key holds today's planner presets and result layout
+            assert result["key"] == experiment_key(ExperimentConfig.from_dict(result["config"]), sha), stale
         assert {f.id for f in FINDINGS if not f.cross_env} == set(record["verdicts"])
 
 
