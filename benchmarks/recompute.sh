@@ -15,6 +15,7 @@
 #   planning       docs/benchmarks.md success-dependent planning numbers (sections b, f)
 #   rollout_error  docs/models.md latent quality table
 #   interactive    docs/models.md interactive limits: one MPC episode and one open-loop plan at a time, 2 threads
+#   (detours.md)   docs/models.md: Wall's unseen-seed failures by how far the door path leads round
 #   screenshot     docs/screenshots/findings.png, and explore.png for wall (README's Wall example; look at them)
 # Hand-written prose (verdicts, ablation text) is then updated from these logs.
 # PushT took 1 h 45 min on a 2-core AVX-512 host (2026-11-29, partly beside a training run); keep other
@@ -68,6 +69,9 @@ step interactive_cem quantwm --threads 2 eval --env "$ENV" --planner cem --episo
 # shellcheck disable=SC2086  # SHOTS is a list of tab names
 step screenshot python benchmarks/screenshots.py --tab $SHOTS
 python benchmarks/findings_tables.py --env "$ENV" > "$OUT/findings_tables.md"
+if [ "$ENV" = wall ]; then
+    python benchmarks/wall_detours.py "$OUT"/unseen_*.json > "$OUT/detours.md"
+fi
 for f in "$OUT"/interactive_*.json; do
     python -c "import json, sys; s = json.load(open(sys.argv[1]))['results'][0]['summary']
 print(f\"{s['planner']}: median {s['median_episode_s']:.2f} s per episode, one at a time, success {s['success_rate']:.2f}\")" "$f"
