@@ -195,7 +195,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 def _cmd_findings(args: argparse.Namespace) -> None:
     from quantwm.experiment.findings import EXPERIMENTS, FINDINGS, load_findings, run_env, write_findings
 
-    records = {k: v for k, v in load_findings().items() if k in ENV_NAMES}
+    records = {}
     for env in args.env:
         last: dict[str, tuple] = {}
 
@@ -208,6 +208,7 @@ def _cmd_findings(args: argparse.Namespace) -> None:
         print()
     paths = write_findings(records)
     summary = next((json.loads(p.read_text()) for p in paths if p.name == "summary.json"), {})
+    records = {k: v for k, v in load_findings().items() if k in ENV_NAMES}
     for env, record in records.items():
         print(f"\n{env} ({record['episodes']} episodes, seed {record['seed']}, weights {record['weights_sha256'][:12]}):")
         print(f"  {'experiment':24} {'FP':>5} {'quant':>6} {'drift':>7}")

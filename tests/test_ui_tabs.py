@@ -3,6 +3,7 @@ findings message, the compare table from a temporary results cache, filters and 
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 from pathlib import Path
@@ -136,6 +137,16 @@ def test_one_environment_shows_its_cards_and_waits_for_the_cross_env_verdict(tmp
     cards = findings.finding_cards(tmp_path)
     assert all([p.env for p in c.panels] == ["wall"] and c.panels[0].figures for c in cards)
     assert "**Verdict on both environments:** not computed yet" in cards[-1].text
+
+
+def test_one_environment_written_beside_another_keeps_it_and_completes_the_summary(tmp_path: Path) -> None:
+    wall = env_record("wall", 1.0)
+    write_findings({"wall": wall}, tmp_path)
+    before = (tmp_path / "wall.json").read_bytes()
+    write_findings({"pusht": env_record("pusht", 2.0)}, tmp_path)  # e.g. `quantwm findings --env pusht` later
+    assert (tmp_path / "wall.json").read_bytes() == before
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["weights_sha256"]) == {"wall", "pusht"} and summary["cross_env"]
 
 
 def test_tab_builds_and_open_in_explore_sets_the_controls(findings_dir: Path, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from quantwm.analysis import findings as verdicts
+from quantwm.envs import ENV_NAMES
 from quantwm.experiment.options import RunOptions
 from quantwm.experiment.run import Progress, loaded_model, run_experiment, run_opt_steps
 
@@ -94,13 +95,16 @@ def cross_env_verdicts(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_findings(records: dict[str, dict[str, Any]], out_dir: Path = FINDINGS_DIR) -> list[Path]:
-    """Write ``<env>.json`` per record plus ``summary.json`` (the cross-env verdicts), atomically."""
+    """Write ``<env>.json`` per record, atomically, plus ``summary.json`` (the cross-env verdicts) over
+    these records and the other environments' records already in ``out_dir``: a run of one
+    environment never rewrites another's, so two runs side by side keep both results."""
     out_dir.mkdir(parents=True, exist_ok=True)
     payloads = {f"{env}.json": r for env, r in records.items()}
-    if {"wall", "pusht"} <= set(records):
+    every = {k: v for k, v in load_findings(out_dir).items() if k in ENV_NAMES} | records
+    if {"wall", "pusht"} <= set(every):
         payloads["summary.json"] = {"findings": [{"id": f.id, "title": f.title, "claim": f.claim} for f in FINDINGS],
-                                    "cross_env": cross_env_verdicts(records),
-                                    "weights_sha256": {env: r["weights_sha256"] for env, r in records.items()}}
+                                    "cross_env": cross_env_verdicts(every),
+                                    "weights_sha256": {env: r["weights_sha256"] for env, r in every.items()}}
     paths = []
     for name, payload in payloads.items():
         tmp = out_dir / f".{name}.tmp"

@@ -14,7 +14,7 @@ plan that leaves the goal and comes back rates as well as one that stays, and MP
 swung back and forth past the 4.5-px tolerance until its budget ran out; its warm-started replans
 run 2 CEM steps, not 5: the same success on the 50 evaluation episodes in far less time (README),
 where 1 step lost 4 episodes and PushT's replans at 2 steps lost 8; and its MPC budget is 50 planner
-steps, not 20: the first 12 plans of an episode are the same (the horizon shrinks only near the
+steps, not 20: the first 13 plans of an episode are the same (the horizon shrinks only near the
 budget's end), and a dot held at the middle wall far from the door gets more replans to find the
 way round - the study caps DINO-WM's MPC at 50 iterations on Wall);
 ``paper`` is DINO-WM's CEM
