@@ -13,6 +13,7 @@ from quantwm import cli
 from quantwm.cache import ResultsCache
 from quantwm.experiment import CalibrationSpec, ExperimentConfig, ModelSource, PlannerChoice
 from quantwm.experiment.options import RunOptions
+from quantwm.experiment import run as run_module
 from quantwm.experiment.probe import imagination_probe
 from quantwm.experiment.run import (
     _episodes, calibration_for, cached_result, experiment_key, loaded_model, plan_side, run_experiment,
@@ -52,6 +53,25 @@ def test_a_changed_preset_changes_every_planning_key(monkeypatch: pytest.MonkeyP
     assert config.fp_fields()["planner_resolved"]["horizon"] == wall.horizon + 1
     monkeypatch.setitem(PRESETS["quick"], "wall", replace(wall, cem=replace(wall.cem, samples=wall.cem.samples + 1)))
     assert config.key_fields()["calibration_planner_resolved"] != before[2]  # calibration plans with the preset's CEM
+
+
+def test_an_fp_side_replaced_by_another_process_mid_experiment_is_no_error(tmp_path, monkeypatch) -> None:
+    """Two runs that share an FP side: the other one stores it again (new media, old removed) while
+    this one plans its quantized side; this one must not lose the FP arrays it already read."""
+    cache = ResultsCache(tmp_path / "results")
+    run_experiment(small_config(bits=4), cache=cache)  # caches the FP side
+    (fp_entry,) = [cache.get(e.key) for e in cache.list("fp")]
+    real_plan_side = run_module.plan_side
+
+    def plan_then_replace(model, fp, config, stage, progress):
+        out = real_plan_side(model, fp, config, stage, progress)
+        if stage == "planning quantized":
+            cache.put(fp_entry.key, "fp", fp_entry.value, media={"fp.npz": fp_entry.media["fp.npz"].read_bytes()})
+        return out
+
+    monkeypatch.setattr(run_module, "plan_side", plan_then_replace)
+    result = run_experiment(small_config(bits=3), cache=cache)
+    assert not result.cached and result.media["fp.npz"].read_bytes() == cache.get(fp_entry.key).media["fp.npz"].read_bytes()
 
 
 @pytest.mark.parametrize("options, message", [

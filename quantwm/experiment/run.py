@@ -199,23 +199,22 @@ def side_arrays(records: list[EpisodeRecord]) -> bytes:
 
 
 def fp_side(fp: WorldModel, sha: str, config: ExperimentConfig, cache: ResultsCache | None, progress: Progress = _quiet
-            ) -> tuple[dict[str, Any], Path, list[EpisodeRecord] | None]:
-    """The FP side (json, arrays file, records or None when cached), on its own cache key."""
+            ) -> tuple[dict[str, Any], bytes, list[EpisodeRecord] | None]:
+    """The FP side (json, the arrays file's bytes, records or None when cached), on its own cache
+    key. The arrays are read at once: another process may replace the entry, and its media with
+    it, while this experiment plans its quantized side."""
     planner = config.planner
     key = entry_key("fp", config.fp_fields() | {"result_schema": RESULT_SCHEMA}, sha)
     entry = cache.get(key) if cache else None
     if entry is not None:
         progress("planning FP", config.episodes, config.episodes)
-        return entry.value, entry.media["fp.npz"], None
+        return entry.value, entry.media["fp.npz"].read_bytes(), None
     result, records = plan_side(fp, fp, config, "planning FP", progress)
     value, data = side_json(result), side_arrays(records)
     if cache:
-        entry = cache.put(key, "fp", value, media={"fp.npz": data},
-                          meta={"env": config.env, "label": f"FP {planner.name} {planner.preset}", "episodes": config.episodes})
-        return value, entry.media["fp.npz"], records
-    path = Path(tempfile.mkdtemp(prefix="quantwm-fp-")) / "fp.npz"
-    path.write_bytes(data)
-    return value, path, records
+        cache.put(key, "fp", value, media={"fp.npz": data},
+                  meta={"env": config.env, "label": f"FP {planner.name} {planner.preset}", "episodes": config.episodes})
+    return value, data, records
 
 
 def _records_from_json(episodes: list[dict[str, Any]]) -> list[EpisodeRecord]:
@@ -267,7 +266,7 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None, *
     progress("quantizing", 1, 1)
 
     t = time.time()
-    fp_value, fp_arrays_path, fp_records = fp_side(fp, sha, config, cache, progress)
+    fp_value, fp_arrays, fp_records = fp_side(fp, sha, config, cache, progress)
     timing["fp_planning_s"] = time.time() - t
     t = time.time()
     q_result, q_records = plan_side(quantized, fp, config, "planning quantized", progress)
@@ -291,7 +290,8 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None, *
     }
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         t = time.time()
-        media = {"fp.npz": fp_arrays_path, "quant.npz": _write(Path(tmp) / "quant.npz", side_arrays(q_records))}
+        media = {"fp.npz": _write(Path(tmp) / "fp.npz", fp_arrays),
+                 "quant.npz": _write(Path(tmp) / "quant.npz", side_arrays(q_records))}
         media |= render_videos(fp, quantized, config, fp_value, q_value, media["fp.npz"], media["quant.npz"], traces,
                                Path(tmp), progress)
         timing["rendering_s"] = time.time() - t
