@@ -6,6 +6,7 @@ import io
 import json
 import os
 import time
+import timeit
 from pathlib import Path
 
 import gradio as gr
@@ -110,10 +111,9 @@ def test_cards_follow_the_findings_with_verdicts_and_charts(findings_dir: Path) 
 
 def test_cards_build_from_files_in_under_a_second(findings_dir: Path) -> None:
     findings.finding_cards(findings_dir)  # imports warm
-    for directory in (findings_dir, FINDINGS_DIR):
-        start = time.perf_counter()
-        findings.finding_cards(directory)
-        assert time.perf_counter() - start < 1.0, directory
+    for directory in (findings_dir, FINDINGS_DIR):  # the best of 3: the cost, not the shared host's pauses
+        best = min(timeit.repeat(lambda d=directory: findings.finding_cards(d), number=1, repeat=3))
+        assert best < 1.0, (directory, best)
 
 
 def test_missing_findings_say_how_to_compute_them(tmp_path: Path) -> None:
