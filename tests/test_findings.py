@@ -37,6 +37,17 @@ def test_activation_granularity_is_reproduced_only_when_inconsistent() -> None:
     assert v.activation_granularity(flipped)["verdict"] == "reproduced"
 
 
+def test_a_success_gap_of_exactly_min_gap_counts_for_every_pair_of_rates() -> None:
+    """One episode in ten is a gap of 0.1 whichever rates differ by it (0.6 - 0.5 is 0.0999... in floats)."""
+    for tensor in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        token = round(tensor + v.MIN_GAP, 1)
+        rows = {"pred W8A6 per_tensor": result(tensor, [0, 0.3]), "pred W8A6 per_token": result(token, [0, 0.1]),
+                "pred W8A4 per_tensor": result(tensor, [0, 0.8]), "pred W8A4 per_token": result(token, [0, 0.4])}
+        assert v.activation_granularity(rows)["verdict"] == "not reproduced", (tensor, token)
+        lower = rows | {"pred W8A4 per_token": result(round(tensor - v.MIN_GAP, 1), [0, 0.4])}
+        assert v.activation_granularity(lower)["verdict"] == "reproduced", (tensor, token)
+
+
 def test_encoder_sensitivity_and_misalignment_rules() -> None:
     robust_encoder = {"enc W4 per_channel": result(0.9, [0, 0.1]), "pred W4 per_channel": result(0.6, [0, 0.2]),
                       "enc W3 per_channel": result(0.9, [0, 0.1]), "pred W3 per_channel": result(0.2, [0, 0.5])}
