@@ -207,8 +207,9 @@ def _cmd_findings(args: argparse.Namespace) -> None:
         records[env] = run_env(env, args.episodes, show)
         print()
     paths = write_findings(records)
-    summary = next((json.loads(p.read_text()) for p in paths if p.name == "summary.json"), {})
-    records = {k: v for k, v in load_findings().items() if k in ENV_NAMES}
+    shipped = load_findings()
+    summary = shipped.get("summary", {})
+    records = {k: v for k, v in shipped.items() if k in ENV_NAMES}
     for env, record in records.items():
         print(f"\n{env} ({record['episodes']} episodes, seed {record['seed']}, weights {record['weights_sha256'][:12]}):")
         print(f"  {'experiment':24} {'FP':>5} {'quant':>6} {'drift':>7}")

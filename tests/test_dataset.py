@@ -30,7 +30,9 @@ from quantwm.envs.dataset import (
     write_plan_replays,
 )
 from quantwm.envs.episodes import GOAL_STEPS, goal_motion_stats, make_eval_episodes
-from quantwm.envs.wall import DOOR_RANGE, LEFT_ROOM_X, RIGHT_ROOM_X, ROOM_Y, WALL_X0, WALL_X1, WallDataPolicy, door_path_actions
+from quantwm.envs.wall import (
+    DOOR_RANGE, LEFT_ROOM_X, RIGHT_ROOM_X, ROOM_Y, WALL_X0, WALL_X1, WallDataPolicy, detour_ratio, door_path_actions,
+)
 
 WALL_CFG = DatasetConfig(env="wall", n_episodes=10, episode_len=12, render_size=16, seed=5)
 PUSHT_CFG = DatasetConfig(env="pusht", n_episodes=10, episode_len=60, render_size=16, seed=1, split_fractions=(0.5, 0.3, 0.2))
@@ -248,6 +250,15 @@ def test_wall_reference_actions_reach_the_goal_through_the_door() -> None:
     np.testing.assert_allclose(door_path_actions(*same_room, 4), np.tile([[1.25, 5.0]], (4, 1)))  # straight line
     with pytest.raises(ValueError, match="steps must be >= 1"):
         door_path_actions(*same_room, 0)
+
+
+def test_detour_ratio_measures_the_way_round_the_wall() -> None:
+    door = 30.0
+    assert detour_ratio(np.array([10.0, 10.0, door]), np.array([20.0, 50.0, door])) == pytest.approx(1.0)  # one room
+    assert detour_ratio(np.array([10.0, door, door]), np.array([50.0, door, door])) == pytest.approx(1.0)  # level with the door
+    start, goal = np.array([10.0, 50.0, 12.0]), np.array([50.0, 50.0, 12.0])  # both 38 px below the door
+    way = np.hypot(WALL_X0 - 3 - 10, 38) + (WALL_X1 - WALL_X0 + 6) + np.hypot(50 - WALL_X1 - 3, 38)
+    assert detour_ratio(start, goal) == pytest.approx(way / 40.0) and way / 40.0 > 2
 
 
 def test_pusht_goals_replay_recorded_actions(pusht_dir: Path) -> None:

@@ -16,9 +16,10 @@ from quantwm.experiment.options import RunOptions
 from quantwm.experiment import run as run_module
 from quantwm.experiment.probe import imagination_probe
 from quantwm.experiment.run import (
-    _episodes, calibration_for, cached_result, loaded_model, plan_side, run_experiment,
+    _episodes, calibration_for, cached_result, experiment_key, loaded_model, plan_side, run_experiment,
 )
 from quantwm.planning import episodes as episodes_module
+from quantwm.planning.presets import PRESETS
 from quantwm.quant import GroupQuant, QuantConfig, WeightQuant, quantize
 
 # a small, fast Wall experiment: 2 episodes, MPC with a budget of 4 planner steps
@@ -39,6 +40,19 @@ def test_config_round_trips_through_json_and_hashes_by_value() -> None:
     assert config.fp_fields() == small_config(bits=4).fp_fields()  # the FP side ignores the quantization
     with pytest.raises(ValueError, match="unknown experiment config keys"):
         ExperimentConfig.from_dict({**config.to_dict(), "colour": 1})
+
+
+def test_a_changed_preset_changes_every_planning_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    config, sha = small_config(), "ab" * 32
+    before = (experiment_key(config, sha), config.fp_fields(), config.key_fields()["calibration_planner_resolved"])
+    assert before == (experiment_key(small_config(), sha), small_config().fp_fields(),
+                      small_config().key_fields()["calibration_planner_resolved"])
+    wall = PRESETS["quick"]["wall"]
+    monkeypatch.setitem(PRESETS["quick"], "wall", replace(wall, horizon=wall.horizon + 1))
+    assert experiment_key(config, sha) != before[0] and config.fp_fields() != before[1]
+    assert config.fp_fields()["planner_resolved"]["horizon"] == wall.horizon + 1
+    monkeypatch.setitem(PRESETS["quick"], "wall", replace(wall, cem=replace(wall.cem, samples=wall.cem.samples + 1)))
+    assert config.key_fields()["calibration_planner_resolved"] != before[2]  # calibration plans with the preset's CEM
 
 
 def test_an_fp_side_replaced_by_another_process_mid_experiment_is_no_error(tmp_path, monkeypatch) -> None:

@@ -5,9 +5,9 @@ import importlib.util
 from pathlib import Path
 
 from quantwm.analysis import findings as v
-from quantwm.experiment import ModelSource
+from quantwm.experiment import ExperimentConfig, ModelSource
 from quantwm.experiment.findings import EXPERIMENTS, FINDINGS, findings_options, load_findings
-from quantwm.experiment.run import loaded_model
+from quantwm.experiment.run import experiment_key, loaded_model
 
 
 def result(success: float, drift: list[float], *, fp: float = 0.9, true_err: float = 0.1, encoder: float = 0.0,
@@ -35,6 +35,17 @@ def test_activation_granularity_is_reproduced_only_when_inconsistent() -> None:
     assert v.activation_granularity(consistent)["verdict"] == "not reproduced"
     flipped = consistent | {"pred W8A4 per_token": result(0.0, [0, 0.9])}
     assert v.activation_granularity(flipped)["verdict"] == "reproduced"
+
+
+def test_a_success_gap_of_exactly_min_gap_counts_for_every_pair_of_rates() -> None:
+    """One episode in ten is a gap of 0.1 whichever rates differ by it (0.6 - 0.5 is 0.0999... in floats)."""
+    for tensor in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        token = round(tensor + v.MIN_GAP, 1)
+        rows = {"pred W8A6 per_tensor": result(tensor, [0, 0.3]), "pred W8A6 per_token": result(token, [0, 0.1]),
+                "pred W8A4 per_tensor": result(tensor, [0, 0.8]), "pred W8A4 per_token": result(token, [0, 0.4])}
+        assert v.activation_granularity(rows)["verdict"] == "not reproduced", (tensor, token)
+        lower = rows | {"pred W8A4 per_token": result(round(tensor - v.MIN_GAP, 1), [0, 0.4])}
+        assert v.activation_granularity(lower)["verdict"] == "reproduced", (tensor, token)
 
 
 def test_encoder_sensitivity_and_misalignment_rules() -> None:
@@ -75,8 +86,11 @@ def test_shipped_findings_were_computed_with_the_shipped_checkpoints() -> None:
     assert shipped, "assets/findings/ holds no findings: run `quantwm findings`"
     for env, record in shipped.items():
         _, sha = loaded_model(ModelSource(env))
-        assert record["weights_sha256"] == sha, f"assets/findings/{env}.json is stale: rerun `quantwm findings --env {env}`"
+        stale = f"assets/findings/{env}.json is stale: rerun `quantwm findings --env {env}`"
+        assert record["weights_sha256"] == sha, stale
         assert set(record["results"]) == set(EXPERIMENTS)
+        for result in record["results"].values():  # the key holds today's planner presets and result layout
+            assert result["key"] == experiment_key(ExperimentConfig.from_dict(result["config"]), sha), stale
         assert {f.id for f in FINDINGS if not f.cross_env} == set(record["verdicts"])
 
 

@@ -37,9 +37,15 @@ def _drift(r: dict[str, Any]) -> float:
     return r["latent_error"]["quant_vs_fp"]["mean"][-1]
 
 
+def _gap(a: float, b: float) -> float:
+    """``a - b`` without binary floating-point noise: success rates are fractions of episodes, and
+    0.6 - 0.5 falls just below 0.1 in floats while 0.8 - 0.7 falls just above it."""
+    return round(a - b, 9)
+
+
 def _compare(better: float, worse: float) -> int:
     """+1 when ``better`` exceeds ``worse`` by at least MIN_GAP, -1 when the reverse, else 0."""
-    return 1 if better - worse >= MIN_GAP else -1 if worse - better >= MIN_GAP else 0
+    return 1 if _gap(better, worse) >= MIN_GAP else -1 if _gap(worse, better) >= MIN_GAP else 0
 
 
 def _verdict(votes: list[int], why: str, numbers: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +116,7 @@ def objective_misalignment(results: dict[str, dict[str, Any]], opt_steps: dict[s
     the planner's limit, not quantization's)."""
     r = results[role]
     fp_auc, q_auc = r["alignment"]["fp"]["auroc_objective_success"], r["alignment"]["quant"]["auroc_objective_success"]
-    votes = [] if fp_auc is None or q_auc is None else [1 if fp_auc - q_auc >= MIN_GAP else -1]
+    votes = [] if fp_auc is None or q_auc is None else [1 if _gap(fp_auc, q_auc) >= MIN_GAP else -1]
     fp, quant = opt_steps["verdict"].get("fp"), opt_steps["verdict"].get("quant")
     numbers: dict[str, Any] = {"fp_auroc": fp_auc, "quant_auroc": q_auc, "opt_steps": opt_steps["verdict"]}
     if fp is not None and quant is not None:

@@ -175,23 +175,37 @@ class WallEnv(QuantWMEnv):
         return render_wall_frame(self._state, self.render_size)
 
 
-def door_path_actions(start: np.ndarray, goal: np.ndarray, steps: int, clearance: float = 3.0) -> np.ndarray:
-    """Env actions (steps, 2) that move the dot from ``start`` to ``goal`` (states (3,), same door) at
-    constant speed along straight segments: to ``clearance`` px before the middle wall at the door
-    centre's height, straight through the door, then to the goal (just the straight line when both
-    lie in the same room). Every segment stays in free space, so executing them reaches the goal."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+def door_path(start: np.ndarray, goal: np.ndarray, clearance: float = 3.0) -> np.ndarray:
+    """Waypoints (K, 2) of the shortest way through free space along straight segments from
+    ``start`` to ``goal`` (states (3,), same door): to ``clearance`` px before the middle wall at
+    the door centre's height, straight through the door, then to the goal (just the two ends when
+    both lie in the same room)."""
     start_xy, goal_xy, door = np.asarray(start[:2], np.float64), np.asarray(goal[:2], np.float64), float(start[2])
     points = [start_xy]
     if (start_xy[0] < WALL_CENTRE) != (goal_xy[0] < WALL_CENTRE):
         near, far = (WALL_X0 - clearance, WALL_X1 + clearance) if start_xy[0] < WALL_CENTRE else (WALL_X1 + clearance, WALL_X0 - clearance)
         points += [np.array([near, door]), np.array([far, door])]
     points.append(goal_xy)
-    seg = np.array([np.linalg.norm(b - a) for a, b in zip(points, points[1:])])
+    return np.stack(points)
+
+
+def detour_ratio(start: np.ndarray, goal: np.ndarray) -> float:
+    """Length of ``door_path`` over the straight distance: how far the way round the wall leads
+    away from the goal (1 in one room; large when start and goal lie far from the door's height)."""
+    points = door_path(start, goal)
+    return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum() / max(np.linalg.norm(points[-1] - points[0]), 1e-9))
+
+
+def door_path_actions(start: np.ndarray, goal: np.ndarray, steps: int, clearance: float = 3.0) -> np.ndarray:
+    """Env actions (steps, 2) that move the dot along ``door_path`` at constant speed. Every segment
+    stays in free space, so executing them reaches the goal."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    points = door_path(start, goal, clearance)
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
     arc = np.concatenate([[0.0], np.cumsum(seg)])
     s = np.linspace(0.0, arc[-1], steps + 1)
-    path = np.stack([np.interp(s, arc, [p[k] for p in points]) for k in (0, 1)], axis=1)
+    path = np.stack([np.interp(s, arc, points[:, k]) for k in (0, 1)], axis=1)
     return np.diff(path, axis=0) / STEP_SCALE
 
 

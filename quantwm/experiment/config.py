@@ -95,6 +95,11 @@ class PlannerChoice:
         """The PlannerSpec on ``env`` (ValueError for values the planner rejects)."""
         return planner_spec(env, self.name, preset=self.preset, **dict(self.overrides))
 
+    def resolved(self, env: str) -> dict[str, Any]:
+        """The settings the preset and overrides resolve to on ``env``: part of every cache key that
+        plans, so a changed preset recomputes instead of serving results planned under the old one."""
+        return self.spec(env).to_dict()
+
 
 @dataclass(frozen=True)
 class CalibrationSpec:
@@ -119,7 +124,11 @@ class CalibrationSpec:
         _int(self.holdout, "calibration holdout", 1)
         _int(self.holdout_episodes, "calibration holdout episodes", 1)
         _int(self.seed, "calibration seed", -2**63)
-        PlannerChoice(self.planner, self.preset)
+        self.planner_choice()
+
+    def planner_choice(self) -> PlannerChoice:
+        """The calibration planner as a PlannerChoice (ValueError for an unknown planner or preset)."""
+        return PlannerChoice(self.planner, self.preset)
 
 
 @dataclass(frozen=True)
@@ -185,10 +194,17 @@ class ExperimentConfig:
     def from_json(text: str) -> "ExperimentConfig":
         return ExperimentConfig.from_dict(json.loads(text))
 
+    def key_fields(self) -> dict[str, Any]:
+        """What a whole experiment depends on (its cache key, with the weights' sha256): the config
+        and what its planners resolve to."""
+        return self.to_dict() | {"planner_resolved": self.planner.resolved(self.env),
+                                 "calibration_planner_resolved": self.calibration.planner_choice().resolved(self.env)}
+
     def fp_fields(self) -> dict[str, Any]:
         """What the full-precision side depends on (its cache key, with the weights' sha256)."""
         d = self.to_dict()
-        return {k: d[k] for k in ("planner", "episodes", "seed", "device")} | {"env": self.env}
+        return ({k: d[k] for k in ("planner", "episodes", "seed", "device")}
+                | {"env": self.env, "planner_resolved": self.planner.resolved(self.env)})
 
     def label(self) -> str:
         """A short human label of the quantization: 'RTN W3 per_channel predictor'."""

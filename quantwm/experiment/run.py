@@ -91,7 +91,7 @@ def check_config(config: ExperimentConfig, model: WorldModel) -> None:
 
 
 def experiment_key(config: ExperimentConfig, sha: str) -> str:
-    return entry_key("experiment", config.to_dict() | {"result_schema": RESULT_SCHEMA}, sha)
+    return entry_key("experiment", config.key_fields() | {"result_schema": RESULT_SCHEMA}, sha)
 
 
 # ---- calibration ------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def _capture(fp: WorldModel, config: ExperimentConfig, groups: list[str]) -> tup
     plans' imagined frames, as the videos do)."""
     spec = config.calibration
     eps = make_eval_episodes(config.env, spec.episodes + spec.holdout_episodes, spec.seed, split="calib")
-    plan_spec = PlannerChoice(spec.planner, spec.preset).spec(config.env)
+    plan_spec = spec.planner_choice().spec(config.env)
     decode = "decoder" in groups
 
     def planning(episodes: list[EvalEpisode]) -> Callable[[], None]:
@@ -133,8 +133,9 @@ def calibration_for(fp: WorldModel, sha: str, config: ExperimentConfig, cache: R
                     progress: Progress = _quiet) -> tuple[Calibration, Calibration]:
     """(fit, held-out) calibration of the quantized groups; each group cached on its own key."""
     groups = list(config.quant.groups)
+    planner = config.calibration.planner_choice().resolved(config.env)
     keys = {g: entry_key("calibration", {**config.to_dict()["calibration"], "group": g, "device": config.device,
-                                         "env": config.env}, sha) for g in groups}
+                                         "env": config.env, "planner_resolved": planner}, sha) for g in groups}
     parts: dict[str, tuple[list, list]] = {}
     for g in groups:
         entry = cache.get(keys[g]) if cache else None
@@ -357,7 +358,7 @@ def run_opt_steps(config: ExperimentConfig, steps: tuple[int, ...] = OPT_STEPS, 
     fp, sha = loaded_model(config.model, config.device)
     check_config(config, fp)
     cache = (cache or ResultsCache()) if use_cache else None
-    key = entry_key("opt_steps", config.to_dict() | {"opt_steps": list(steps), "result_schema": RESULT_SCHEMA}, sha)
+    key = entry_key("opt_steps", config.key_fields() | {"opt_steps": list(steps), "result_schema": RESULT_SCHEMA}, sha)
     if cache is not None and (entry := cache.get(key)) is not None:
         return entry.value
     fit, _held = calibration_for(fp, sha, config, cache, progress)

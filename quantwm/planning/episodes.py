@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -64,6 +64,10 @@ class PlannerSpec:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.replan_opt_steps is not None and not hasattr(self.optimizer, "opt_steps"):
             raise ValueError(f"replan_opt_steps needs an iterative optimiser (CEM or GD), not {type(self.optimizer).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting, the optimiser's kind included: what a cached result planned with."""
+        return {"optimizer_kind": type(self.optimizer).__name__, **asdict(self)}
 
 
 @dataclass
