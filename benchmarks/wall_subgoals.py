@@ -7,7 +7,7 @@ the goal), each waypoint a goal of its own for the quick MPC with its full budge
 The waypoints use the env's geometry, which no planner of quantwm sees: this is a diagnostic, not a
 planner. If the model reaches the goal leg by leg where it fails straight, its imagination holds
 along the way round and the failure lies in a search that only rewards getting closer to the goal;
-if a leg fails too, the model fails on that short hop. Prints one markdown row per episode.
+if a leg fails too, planning fails even on that short hop. Prints one markdown row per episode.
 """
 from __future__ import annotations
 
@@ -20,17 +20,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from quantwm.envs.episodes import EvalEpisode, make_eval_episodes  # noqa: E402
-from quantwm.envs.wall import SUCCESS_TOL, detour_ratio, door_path  # noqa: E402
+from quantwm.envs.wall import detour_ratio, door_path  # noqa: E402
 from quantwm.experiment import load_model  # noqa: E402
 from quantwm.models import WorldModel  # noqa: E402
-from quantwm.planning import PlannerSpec, planner_spec, run_episodes  # noqa: E402
+from quantwm.planning import EpisodeRecord, PlannerSpec, planner_spec, run_episodes  # noqa: E402
 from quantwm.runtime import configure_runtime  # noqa: E402
 
 
-def legs(model: WorldModel, episode: EvalEpisode, spec: PlannerSpec) -> tuple[list[bool], list[int], float]:
+def legs(model: WorldModel, episode: EvalEpisode, spec: PlannerSpec) -> tuple[list[bool], list[int], EpisodeRecord]:
     """Plan ``episode`` through its door-path waypoints, one MPC run per leg from where the last
     ended. Returns per leg whether it reached its waypoint and the planner steps it spent, and the
-    final distance to the goal."""
+    last leg's record: its goal is the episode's, so its success and distance are the episode's."""
     door = float(episode.start_state[2])
     state, reached, steps = episode.start_state, [], []
     for k, xy in enumerate(door_path(episode.start_state, episode.goal_state)[1:]):
@@ -40,7 +40,7 @@ def legs(model: WorldModel, episode: EvalEpisode, spec: PlannerSpec) -> tuple[li
         reached.append(rec.success)
         steps.append(len(rec.env_actions) // model.cfg.frameskip)
         state = rec.states[-1]
-    return reached, steps, float(np.linalg.norm(state[:2] - episode.goal_state[:2]))
+    return reached, steps, rec
 
 
 def main() -> None:
@@ -64,9 +64,9 @@ def main() -> None:
     for i in args.only:
         ep = episodes[i]
         direct = run_episodes(model, "wall", [ep], spec)[0]
-        reached, steps, dist = legs(model, ep, spec)
+        reached, steps, last = legs(model, ep, spec)
         print(f"| {i} | {detour_ratio(ep.start_state, ep.goal_state):.2f} | {direct.success}, {direct.state_distance:.1f} "
-              f"| {'/'.join('y' if r else 'n' for r in reached)} | {' + '.join(map(str, steps))} | {dist < SUCCESS_TOL}, {dist:.1f} |", flush=True)
+              f"| {'/'.join('y' if r else 'n' for r in reached)} | {' + '.join(map(str, steps))} | {last.success}, {last.state_distance:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
